@@ -1,14 +1,69 @@
 """mountsea: check on and wait for the asynchronous tasks of the Mountsea AI API.
 
-This package is the hand-written facade over the generated clients
-``mountsea_producer_api`` and ``mountsea_xai_api``.
+``Mountsea`` (sync) and ``AsyncMountsea`` (asyncio) read tasks of both services,
+music (``client.producer``) and xAI (``client.xai``), as one `Task` type, and wait
+for them with one deadline, retries and typed errors. The generated clients
+``mountsea_producer_api`` and ``mountsea_xai_api`` stay behind this facade.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__: list[str] = []
+from ._async_client import AsyncMountsea as AsyncMountsea
+from ._client import Mountsea as Mountsea
+from ._errors import APIConnectionError as APIConnectionError
+from ._errors import APIError as APIError
+from ._errors import APIStatusError as APIStatusError
+from ._errors import APITimeoutError as APITimeoutError
+from ._errors import AuthenticationError as AuthenticationError
+from ._errors import BadRequestError as BadRequestError
+from ._errors import ConfigurationError as ConfigurationError
+from ._errors import MountseaError as MountseaError
+from ._errors import NotFoundError as NotFoundError
+from ._errors import PermissionDeniedError as PermissionDeniedError
+from ._errors import RateLimitError as RateLimitError
+from ._errors import ResponseValidationError as ResponseValidationError
+from ._errors import ServerError as ServerError
+from ._errors import TaskFailedError as TaskFailedError
+from ._errors import WaitTimeoutError as WaitTimeoutError
+from ._polling import PollPolicy as PollPolicy
+from ._task import TERMINAL_STATUSES as TERMINAL_STATUSES
+from ._task import Task as Task
+from ._task import TaskRef as TaskRef
+from ._task import TaskStatus as TaskStatus
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncMountsea",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "Mountsea",
+    "MountseaError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "RateLimitError",
+    "ResponseValidationError",
+    "ServerError",
+    "Task",
+    "TaskFailedError",
+    "TaskRef",
+    "TaskStatus",
+    "WaitTimeoutError",
+]
+
+# Public names say `mountsea.Task`, not `mountsea._task.Task`, in reprs and tracebacks.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type):
+        _value.__module__ = __name__
+del _name, _value
 
 
 def __getattr__(name: str) -> Any:
@@ -19,3 +74,7 @@ def __getattr__(name: str) -> Any:
         return version("mountsea")
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, "__version__"})

@@ -1,0 +1,191 @@
+"""What the sync and async clients share: configuration, request building, answer reading.
+
+The shells (`_client.py`, `_async_client.py`) add only the I/O: sending, sleeping, the clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import sys
+import time
+from typing import Any, Final
+
+import httpx
+
+from ._errors import APIError, ConfigurationError
+from ._generated import Service
+from ._polling import DEFAULT_POLL_POLICY, Poll, PollPolicy
+from ._response import read_answer, transport_error
+from ._task import Task, validate_task_id
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "BaseClient"]
+
+DEFAULT_BASE_URL: Final = "https://api.mountsea.ai"
+DEFAULT_TIMEOUT: Final = 30.0  # seconds per request; a wait's deadline clips it further
+DEFAULT_WAIT_TIMEOUT: Final = 600.0  # seconds; music takes 30-120 s, so 10 minutes is generous
+MAX_REDIRECTS: Final = 5
+
+logger: Final = logging.getLogger("mountsea")
+
+
+def _configure_logging() -> None:
+    """``MOUNTSEA_LOG=debug`` (or info, warning) sends the ``mountsea`` logger to stderr."""
+    level = os.environ.get("MOUNTSEA_LOG", "").strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING"} or logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+def _api_key(api_key: str | None) -> str:
+    key = api_key if api_key is not None else os.environ.get("MOUNTSEA_API_KEY")
+    if not key or not key.strip():
+        msg = "No API key: pass Mountsea(api_key=...) or set the MOUNTSEA_API_KEY environment variable."
+        raise ConfigurationError(msg)
+    if not key.isascii() or not key.isprintable() or key != key.strip():
+        # Never quote the key itself: it may be a real secret with a typo in it.
+        msg = "The API key holds whitespace, control or non-ASCII characters; check MOUNTSEA_API_KEY."
+        raise ConfigurationError(msg)
+    return key
+
+
+def _base_url(base_url: str | None) -> str:
+    raw = base_url if base_url is not None else os.environ.get("MOUNTSEA_BASE_URL") or DEFAULT_BASE_URL
+    try:
+        url = httpx.URL(raw)
+    except (httpx.InvalidURL, TypeError) as exc:
+        msg = f"base_url {raw!r} is not a valid URL"
+        raise ConfigurationError(msg) from exc
+    if url.scheme not in {"http", "https"} or not url.host:
+        msg = f"base_url must be an absolute http:// or https:// URL, such as {DEFAULT_BASE_URL!r}"
+        raise ConfigurationError(msg)
+    if url.userinfo:
+        msg = "base_url must not hold credentials (user:password@); pass the API key as api_key"
+        raise ConfigurationError(msg)
+    if url.query or url.fragment:
+        msg = "base_url must not have a query or a fragment"
+        raise ConfigurationError(msg)
+    return str(url).rstrip("/")
+
+
+def _timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0 or not math.isfinite(timeout)):
+        msg = f"timeout must be a positive number of seconds or None, not {timeout!r}"
+        raise ValueError(msg)
+    return httpx.Timeout(timeout)
+
+
+def _deadline_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and (isinstance(timeout, bool) or not timeout >= 0 or not math.isfinite(timeout)):
+        msg = f"timeout must be a number of seconds >= 0 or None, not {timeout!r}"
+        raise ValueError(msg)
+    return timeout
+
+
+def _poll_policy(poll: PollPolicy | float | None) -> PollPolicy:
+    if poll is None:
+        return DEFAULT_POLL_POLICY
+    if isinstance(poll, PollPolicy):
+        return poll
+    if isinstance(poll, int | float) and not isinstance(poll, bool):
+        return PollPolicy.fixed(poll)
+    msg = f"poll must be a PollPolicy, a number of seconds or None, not {poll!r}"
+    raise ValueError(msg)
+
+
+def _clip(timeout: httpx.Timeout, budget: float | None) -> httpx.Timeout:
+    """``timeout`` with every phase cut to the ``budget`` left before a deadline."""
+    if budget is None:
+        return timeout
+
+    def cut(value: float | None) -> float:
+        return budget if value is None else min(value, budget)
+
+    return httpx.Timeout(
+        connect=cut(timeout.connect), read=cut(timeout.read), write=cut(timeout.write), pool=cut(timeout.pool)
+    )
+
+
+class BaseClient:
+    """Configuration and the I/O-free halves of every request."""
+
+    def __init__(
+        self,
+        api_key: str | None,
+        *,
+        base_url: str | None,
+        timeout: float | httpx.Timeout | None,
+        max_retries: int,
+    ) -> None:
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            msg = f"max_retries must be an int >= 0, not {max_retries!r}"
+            raise ValueError(msg)
+        # httpx.Headers prints "[secure]" for Authorization in any repr.
+        self._headers = httpx.Headers({"Authorization": f"Bearer {_api_key(api_key)}", "Accept": "application/json"})
+        self.base_url = _base_url(base_url)
+        self.timeout = _timeout(timeout)
+        self.max_retries = max_retries
+        self._rng = random.Random()
+        _configure_logging()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"
+
+    def _poll(
+        self,
+        service: Service,
+        task_id: str,
+        *,
+        now: float,
+        until_done: bool = False,
+        timeout: float | None = None,
+        poll: PollPolicy | float | None = None,
+        raise_on_failure: bool = True,
+    ) -> Poll:
+        """The state machine for one get (``until_done=False``) or wait."""
+        validate_task_id(task_id)
+        timeout = _deadline_timeout(timeout)
+        return Poll(
+            until_done=until_done,
+            label=f"{service.name} task {task_id!r}",
+            deadline=None if timeout is None else now + timeout,
+            policy=_poll_policy(poll),
+            max_retries=self.max_retries,
+            raise_on_failure=raise_on_failure,
+            rng=self._rng,
+        )
+
+    def _request(self, service: Service, task_id: str, budget: float | None) -> dict[str, Any]:
+        """Keyword arguments for ``httpx.Client.request`` to read one task."""
+        generated = service.request_kwargs(task_id=task_id)  # method, path and query, as the spec says
+        return {
+            "method": generated["method"].upper(),
+            "url": self.base_url + generated["url"],
+            "params": generated.get("params"),
+            "headers": self._headers,
+            "timeout": _clip(self.timeout, budget),
+            # httpx drops Authorization when a redirect leaves the origin.
+            "follow_redirects": True,
+        }
+
+    def _answer(self, service: Service, task_id: str, response: httpx.Response) -> Task:
+        logger.debug(
+            "GET %s taskId=%s -> %s in %.0f ms",
+            response.request.url.path,
+            task_id,
+            response.status_code,
+            response.elapsed.total_seconds() * 1000,
+        )
+        return read_answer(service, task_id, response.status_code, response.headers, response.content, time.time())
+
+    def _failed(self, exc: httpx.HTTPError, service: Service, task_id: str) -> APIError:
+        error = transport_error(exc, service, task_id)
+        logger.debug("GET %s task %r failed: %s", service.name, task_id, error)
+        return error

@@ -1,0 +1,178 @@
+"""The exceptions mountsea raises.
+
+* MountseaError: the root.
+  x ConfigurationError: a missing API key or an unusable base URL; also a ``ValueError``.
+  x APIError: a request to the API did not give a usable Task.
+    + APIStatusError: the API answered with an error status (``status_code``, ``body``,
+      ``request_id``, ``trace_id``, ``retry_after``).
+      - BadRequestError (400)
+      - AuthenticationError (401)
+      - PermissionDeniedError (403)
+      - NotFoundError (404)
+      - RateLimitError (429)
+      - ServerError (any 500-599)
+    + APIConnectionError: no answer at all (connection refused, dropped, broken).
+      - APITimeoutError: the request ran out of time.
+    + ResponseValidationError: a 2xx answer that is not a valid TaskResultDto.
+  x TaskFailedError: the task ended failed, cancelled or timed out (``task``).
+  x WaitTimeoutError: the wait's deadline passed first (``task``); also a ``TimeoutError``.
+
+Bad arguments (an empty task id, a negative timeout) raise the builtin ``ValueError``
+before any request is sent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._task import Task
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "MountseaError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "ServerError",
+    "TaskFailedError",
+    "WaitTimeoutError",
+    "status_error",
+]
+
+
+class MountseaError(Exception):
+    """The base of every exception mountsea raises on purpose."""
+
+
+class ConfigurationError(MountseaError, ValueError):
+    """The client cannot be built as asked: no API key, or an unusable base URL."""
+
+
+class APIError(MountseaError):
+    """A request for a task did not give a usable Task."""
+
+    def __init__(self, message: str, *, service: str | None = None, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.service = service
+        self.task_id = task_id
+
+
+class APIStatusError(APIError):
+    """The API answered with a status code that is not a success."""
+
+    status_code: int
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: Any = None,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+        retry_after: float | None = None,
+        service: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(message, service=service, task_id=task_id)
+        self.status_code = status_code
+        self.body = body  # the decoded JSON body, or the text when it is not JSON
+        self.request_id = request_id  # the `x-request-id` header, when the answer has one
+        self.trace_id = trace_id  # the body's `traceId`, when it has one
+        self.retry_after = retry_after  # seconds the server asked us to wait, if it did
+
+
+class BadRequestError(APIStatusError):
+    """400: the request was malformed (for example a missing task id)."""
+
+    status_code: int = 400
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, wrong or revoked."""
+
+    status_code: int = 401
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the API key may not read this task."""
+
+    status_code: int = 403
+
+
+class NotFoundError(APIStatusError):
+    """404: no task with this id exists for this service."""
+
+    status_code: int = 404
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests; retried, honouring ``Retry-After``."""
+
+    status_code: int = 429
+
+
+class ServerError(APIStatusError):
+    """Any 5xx answer, non-standard codes such as 520 included; retried."""
+
+
+class APIConnectionError(APIError):
+    """No answer came back: the connection failed, dropped or broke mid-answer."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The request ran out of time before a full answer arrived."""
+
+
+class ResponseValidationError(APIError):
+    """A 2xx answer whose body is not a valid TaskResultDto."""
+
+    def __init__(
+        self, message: str, *, body: Any = None, service: str | None = None, task_id: str | None = None
+    ) -> None:
+        super().__init__(message, service=service, task_id=task_id)
+        self.body = body
+
+
+class TaskFailedError(MountseaError):
+    """The task reached a terminal state other than ``completed``."""
+
+    def __init__(self, task: Task) -> None:
+        detail = f": {task.error_message}" if task.error_message else ""
+        code = f" (error code {task.error_code})" if task.error_code is not None else ""
+        super().__init__(f"{task.service} task {task.id!r} ended {task.raw_status}{detail}{code}")
+        self.task = task
+
+
+class WaitTimeoutError(MountseaError, TimeoutError):
+    """The wait's deadline passed before the task (or batch) was done."""
+
+    def __init__(self, message: str, *, task: Task | None = None) -> None:
+        super().__init__(message)
+        self.task = task  # the last Task seen, or None if no answer came
+
+
+# Status codes with a class of their own; any other 5xx is a ServerError, the rest APIStatusError.
+_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+
+def status_error(status_code: int) -> type[APIStatusError]:
+    """The exception class for an error answer with ``status_code``."""
+    if 500 <= status_code <= 599:
+        return ServerError
+    return _STATUS_ERRORS.get(status_code, APIStatusError)

@@ -1,0 +1,82 @@
+"""The translation boundary: an HTTP answer or an httpx failure becomes a Task or a typed error.
+
+Nothing the generated code, ``json`` or httpx raises gets past this module untranslated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from ._errors import APIConnectionError, APIError, APITimeoutError, ResponseValidationError, status_error
+from ._generated import Service
+from ._retry import parse_retry_after
+from ._task import Task, parse_task
+
+__all__ = ["read_answer", "transport_error"]
+
+_EXCERPT = 200  # characters of a body quoted in an error message
+
+
+def _decode(content: bytes) -> Any:
+    """The JSON body, or raise ValueError (bad JSON, bad UTF-8) / RecursionError (deep nesting)."""
+    return json.loads(content)
+
+
+def _excerpt(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        text = body["message"]
+    else:
+        text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= _EXCERPT else text[: _EXCERPT - 3] + "..."
+
+
+def read_answer(
+    service: Service, task_id: str, status_code: int, headers: Mapping[str, str], content: bytes, now: float
+) -> Task:
+    """The Task in a 2xx answer, or raise the typed error the answer stands for.
+
+    ``now`` is the Unix time, for a ``Retry-After`` given as an HTTP date.
+    """
+    where = f"{service.name} task {task_id!r}"
+    if 200 <= status_code <= 299:
+        try:
+            payload = _decode(content)
+        except (ValueError, RecursionError) as exc:
+            text = content[:_EXCERPT].decode("utf-8", "replace")
+            message = f"{where}: the {status_code} answer is not JSON: {_excerpt(text) or '(empty body)'}"
+            raise ResponseValidationError(message, body=text, service=service.name, task_id=task_id) from exc
+        return parse_task(service, payload, task_id=task_id)
+
+    try:
+        body: Any = _decode(content)
+    except (ValueError, RecursionError):
+        body = content.decode("utf-8", "replace")
+    trace_id = body.get("traceId") if isinstance(body, dict) else None
+    message = f"{where}: HTTP {status_code}: {_excerpt(body) or '(empty body)'}"
+    raise status_error(status_code)(
+        message,
+        status_code=status_code,
+        body=body,
+        request_id=headers.get("x-request-id"),
+        trace_id=trace_id if isinstance(trace_id, str) else None,
+        retry_after=parse_retry_after(headers, now),
+        service=service.name,
+        task_id=task_id,
+    )
+
+
+def transport_error(exc: httpx.HTTPError, service: Service, task_id: str) -> APIError:
+    """The typed error for an httpx failure (no usable answer came back)."""
+    where = f"{service.name} task {task_id!r}"
+    detail = str(exc) or type(exc).__name__  # httpx messages name the URL at most, never headers
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"{where}: request timed out ({detail})", service=service.name, task_id=task_id)
+    if isinstance(exc, httpx.TooManyRedirects):
+        # A redirect loop will not fix itself: an APIError, which is not retried.
+        return APIError(f"{where}: {detail}", service=service.name, task_id=task_id)
+    return APIConnectionError(f"{where}: connection error ({detail})", service=service.name, task_id=task_id)

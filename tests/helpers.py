@@ -1,0 +1,45 @@
+"""Test helpers shared by several test modules."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import mountsea
+
+
+def make_task(
+    status: str = "pending", *, service: str = "producer", task_id: str = "t-1", **fields: Any
+) -> mountsea.Task:
+    known = status if status in mountsea.TaskStatus._value2member_map_ else "unknown"
+    return mountsea.Task(id=task_id, service=service, status=known, raw_status=status, **fields)  # type: ignore[arg-type]
+
+
+class Front:
+    """Runs the same call through `Mountsea` or `AsyncMountsea`.
+
+    ``front.run(lambda client: client.producer.tasks.get("t-1"), api_key=...)`` returns the
+    call's result either way: for the async front end the lambda returns a coroutine,
+    which is awaited inside a fresh event loop.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return self.kind
+
+    def client(self, **kwargs: Any) -> mountsea.Mountsea | mountsea.AsyncMountsea:
+        return mountsea.Mountsea(**kwargs) if self.kind == "sync" else mountsea.AsyncMountsea(**kwargs)
+
+    def run(self, call: Callable[[Any], Any], **kwargs: Any) -> Any:
+        if self.kind == "sync":
+            with mountsea.Mountsea(**kwargs) as client:
+                return call(client)
+
+        async def main() -> Any:
+            async with mountsea.AsyncMountsea(**kwargs) as client:
+                return await call(client)
+
+        return asyncio.run(main())
