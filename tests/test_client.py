@@ -92,7 +92,7 @@ def test_bad_base_urls_are_rejected_before_any_request(front: Front, base_url: s
     "kwargs", [{"max_retries": -1}, {"max_retries": 1.5}, {"timeout": 0}, {"timeout": float("nan")}]
 )
 def test_bad_client_settings_are_value_errors(front: Front, kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="max_retries|timeout"):
+    with pytest.raises(ValueError, match=r"max_retries|timeout"):
         front.client(api_key=KEY, **kwargs)
 
 
