@@ -18,6 +18,7 @@ from ._errors import APIStatusError as APIStatusError
 from ._errors import APITimeoutError as APITimeoutError
 from ._errors import AuthenticationError as AuthenticationError
 from ._errors import BadRequestError as BadRequestError
+from ._errors import BatchError as BatchError
 from ._errors import ConfigurationError as ConfigurationError
 from ._errors import MountseaError as MountseaError
 from ._errors import NotFoundError as NotFoundError
@@ -42,6 +43,7 @@ __all__ = [
     "AsyncMountsea",
     "AuthenticationError",
     "BadRequestError",
+    "BatchError",
     "ConfigurationError",
     "Mountsea",
     "MountseaError",

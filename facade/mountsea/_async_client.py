@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Self
 
 import httpx
 
-from ._base import DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, MAX_REDIRECTS, BaseClient
+from ._base import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    MAX_REDIRECTS,
+    BaseClient,
+)
 from ._errors import APIError
 from ._generated import SERVICES, Service
 from ._polling import Done, Fail, Poll, PollPolicy
-from ._task import Task
+from ._scheduler import Scheduler, Tracked
+from ._task import Task, TaskRef
 
 __all__ = ["AsyncMountsea", "AsyncServiceClient", "AsyncTasks"]
 
@@ -39,9 +47,57 @@ class AsyncMountsea(BaseClient):
     ) -> None:
         super().__init__(api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.AsyncClient(max_redirects=MAX_REDIRECTS)
+        self._http = (
+            http_client
+            if http_client is not None
+            else httpx.AsyncClient(max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS)
+        )
         self.producer = AsyncServiceClient(self, SERVICES["producer"])
         self.xai = AsyncServiceClient(self, SERVICES["xai"])
+
+    def as_completed(
+        self,
+        refs: Iterable[TaskRef | Task],
+        *,
+        timeout: float | None = None,
+        poll: PollPolicy | float | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_update: Callable[[Task], object] | None = None,
+    ) -> AsyncIterator[Task]:
+        """Yield each task's final `Task` as soon as it is terminal, in completion order.
+
+        ``refs`` mixes `TaskRef` and `Task` objects of both services. Failed tasks are
+        yielded like any other (``task.succeeded`` tells). ``timeout`` is one deadline for
+        the whole batch: `WaitTimeoutError` then lists the ``pending`` tasks, ready to be
+        passed back in. A task that cannot be read (a 404...) does not stop the others:
+        `BatchError` reports it once they are all done. 401 and 403 stop the batch at once.
+        At most ``max_concurrency`` requests are in flight; sleeping tasks hold no coroutine.
+        """
+        scheduler = self._scheduler(
+            refs, now=time.monotonic(), timeout=timeout, poll=poll, max_concurrency=max_concurrency
+        )
+        return self._drive(scheduler, on_update)
+
+    async def wait_all(
+        self,
+        refs: Iterable[TaskRef | Task],
+        *,
+        timeout: float | None = None,
+        poll: PollPolicy | float | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_update: Callable[[Task], object] | None = None,
+    ) -> list[Task]:
+        """Wait for every task and return their final `Task` objects in input order.
+
+        Same arguments and errors as `as_completed`; the errors' ``finished`` attribute
+        holds the tasks that did finish.
+        """
+        scheduler = self._scheduler(
+            refs, now=time.monotonic(), timeout=timeout, poll=poll, max_concurrency=max_concurrency
+        )
+        async for _ in self._drive(scheduler, on_update):
+            pass
+        return [tracked.result for tracked in scheduler.order if tracked.result is not None]
 
     async def aclose(self) -> None:
         """Close the HTTP connections, unless the ``http_client`` was passed in."""
@@ -62,6 +118,37 @@ class AsyncMountsea(BaseClient):
         except httpx.HTTPError as exc:
             raise self._failed(exc, service, task_id) from exc
         return self._answer(service, task_id, response)
+
+    async def _outcome(self, ref: TaskRef, budget: float | None) -> Task | APIError:
+        try:
+            return await self._fetch(SERVICES[ref.service], ref.id, budget)
+        except APIError as exc:
+            return exc
+
+    async def _drive(self, scheduler: Scheduler, on_update: Callable[[Task], object] | None) -> AsyncIterator[Task]:
+        running: dict[asyncio.Future[Task | APIError], Tracked] = {}
+        try:
+            while True:
+                for task in scheduler.take_ready():
+                    yield task
+                now = time.monotonic()
+                if scheduler.over(now):
+                    return
+                for tracked in scheduler.due(now):
+                    running[asyncio.ensure_future(self._outcome(tracked.ref, scheduler.budget(now)))] = tracked
+                wakeup = scheduler.wakeup()
+                pause = None if wakeup is None else max(0.0, wakeup - now)
+                if not running:
+                    await asyncio.sleep(pause or 0.0)
+                    continue
+                done, _ = await asyncio.wait(running, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    update = scheduler.on_outcome(running.pop(future), future.result(), time.monotonic())
+                    if update is not None and on_update is not None:
+                        on_update(update)
+        finally:
+            for future in running:
+                future.cancel()
 
     async def _run(
         self, poll: Poll, service: Service, task_id: str, on_update: Callable[[Task], object] | None
@@ -126,6 +213,40 @@ class AsyncTasks:
             raise_on_failure=raise_on_failure,
         )
         return await self._client._run(machine, self._service, task_id, on_update)
+
+    def as_completed(
+        self,
+        task_ids: Iterable[str],
+        *,
+        timeout: float | None = None,
+        poll: PollPolicy | float | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_update: Callable[[Task], object] | None = None,
+    ) -> AsyncIterator[Task]:
+        """`AsyncMountsea.as_completed` for this service's task ids."""
+        return self._client.as_completed(
+            self._refs(task_ids), timeout=timeout, poll=poll, max_concurrency=max_concurrency, on_update=on_update
+        )
+
+    async def wait_all(
+        self,
+        task_ids: Iterable[str],
+        *,
+        timeout: float | None = None,
+        poll: PollPolicy | float | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_update: Callable[[Task], object] | None = None,
+    ) -> list[Task]:
+        """`AsyncMountsea.wait_all` for this service's task ids, in input order."""
+        return await self._client.wait_all(
+            self._refs(task_ids), timeout=timeout, poll=poll, max_concurrency=max_concurrency, on_update=on_update
+        )
+
+    def _refs(self, task_ids: Iterable[str]) -> list[TaskRef]:
+        if isinstance(task_ids, str):
+            msg = "task_ids must be an iterable of ids, not a single str"
+            raise ValueError(msg)
+        return [TaskRef(self._service.name, task_id) for task_id in task_ids]
 
 
 class AsyncServiceClient:

@@ -11,6 +11,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any, Final
 
 import httpx
@@ -19,14 +20,18 @@ from ._errors import APIError, ConfigurationError
 from ._generated import Service
 from ._polling import DEFAULT_POLL_POLICY, Poll, PollPolicy
 from ._response import read_answer, transport_error
-from ._task import Task, validate_task_id
+from ._scheduler import Scheduler
+from ._task import Task, TaskRef, validate_task_id
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "BaseClient"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "BaseClient"]
 
 DEFAULT_BASE_URL: Final = "https://api.mountsea.ai"
 DEFAULT_TIMEOUT: Final = 30.0  # seconds per request; a wait's deadline clips it further
 DEFAULT_WAIT_TIMEOUT: Final = 600.0  # seconds; music takes 30-120 s, so 10 minutes is generous
 MAX_REDIRECTS: Final = 5
+DEFAULT_MAX_CONCURRENCY: Final = 16  # requests in flight at once in as_completed / wait_all
+# Room for max_concurrency=64 on kept-alive connections (httpx keeps 20 by default).
+DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=64)
 
 logger: Final = logging.getLogger("mountsea")
 
@@ -159,6 +164,28 @@ class BaseClient:
             policy=_poll_policy(poll),
             max_retries=self.max_retries,
             raise_on_failure=raise_on_failure,
+            rng=self._rng,
+        )
+
+    def _scheduler(
+        self,
+        refs: Iterable[TaskRef | Task],
+        *,
+        now: float,
+        timeout: float | None,
+        poll: PollPolicy | float | None,
+        max_concurrency: int,
+    ) -> Scheduler:
+        """The fan-out core for one `as_completed` or `wait_all` call."""
+        if isinstance(refs, TaskRef | Task | str):
+            msg = "refs must be an iterable of TaskRef or Task objects, not a single one"
+            raise ValueError(msg)
+        return Scheduler(
+            refs,
+            now=now,
+            timeout=_deadline_timeout(timeout),
+            policy=_poll_policy(poll),
+            max_concurrency=max_concurrency,
             rng=self._rng,
         )
 

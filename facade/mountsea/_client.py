@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
 from types import TracebackType
 from typing import Self
 
 import httpx
 
-from ._base import DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, MAX_REDIRECTS, BaseClient
+from ._base import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    MAX_REDIRECTS,
+    BaseClient,
+)
 from ._errors import APIError
 from ._generated import SERVICES, Service
 from ._polling import Done, Fail, Poll, PollPolicy
-from ._task import Task
+from ._scheduler import Scheduler, Tracked
+from ._task import Task, TaskRef
 
 __all__ = ["Mountsea", "ServiceClient", "Tasks"]
 
@@ -38,9 +47,55 @@ class Mountsea(BaseClient):
     ) -> None:
         super().__init__(api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.Client(max_redirects=MAX_REDIRECTS)
+        self._http = (
+            http_client if http_client is not None else httpx.Client(max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS)
+        )
         self.producer = ServiceClient(self, SERVICES["producer"])
         self.xai = ServiceClient(self, SERVICES["xai"])
+
+    def as_completed(
+        self,
+        refs: Iterable[TaskRef | Task],
+        *,
+        timeout: float | None = None,
+        poll: PollPolicy | float | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_update: Callable[[Task], object] | None = None,
+    ) -> Iterator[Task]:
+        """Yield each task's final `Task` as soon as it is terminal, in completion order.
+
+        ``refs`` mixes `TaskRef` and `Task` objects of both services. Failed tasks are
+        yielded like any other (``task.succeeded`` tells). ``timeout`` is one deadline for
+        the whole batch: `WaitTimeoutError` then lists the ``pending`` tasks, ready to be
+        passed back in. A task that cannot be read (a 404...) does not stop the others:
+        `BatchError` reports it once they are all done. 401 and 403 stop the batch at once.
+        At most ``max_concurrency`` requests are in flight, on a pool of as many threads.
+        """
+        scheduler = self._scheduler(
+            refs, now=time.monotonic(), timeout=timeout, poll=poll, max_concurrency=max_concurrency
+        )
+        return self._drive(scheduler, on_update)
+
+    def wait_all(
+        self,
+        refs: Iterable[TaskRef | Task],
+        *,
+        timeout: float | None = None,
+        poll: PollPolicy | float | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_update: Callable[[Task], object] | None = None,
+    ) -> list[Task]:
+        """Wait for every task and return their final `Task` objects in input order.
+
+        Same arguments and errors as `as_completed`; the errors' ``finished`` attribute
+        holds the tasks that did finish.
+        """
+        scheduler = self._scheduler(
+            refs, now=time.monotonic(), timeout=timeout, poll=poll, max_concurrency=max_concurrency
+        )
+        for _ in self._drive(scheduler, on_update):
+            pass
+        return [tracked.result for tracked in scheduler.order if tracked.result is not None]
 
     def close(self) -> None:
         """Close the HTTP connections, unless the ``http_client`` was passed in."""
@@ -61,6 +116,37 @@ class Mountsea(BaseClient):
         except httpx.HTTPError as exc:
             raise self._failed(exc, service, task_id) from exc
         return self._answer(service, task_id, response)
+
+    def _outcome(self, ref: TaskRef, budget: float | None) -> Task | APIError:
+        try:
+            return self._fetch(SERVICES[ref.service], ref.id, budget)
+        except APIError as exc:
+            return exc
+
+    def _drive(self, scheduler: Scheduler, on_update: Callable[[Task], object] | None) -> Iterator[Task]:
+        running: dict[futures.Future[Task | APIError], Tracked] = {}
+        workers = min(scheduler.max_concurrency, max(len(scheduler), 1))
+        pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mountsea")
+        try:
+            while True:
+                yield from scheduler.take_ready()
+                now = time.monotonic()
+                if scheduler.over(now):
+                    return
+                for tracked in scheduler.due(now):
+                    running[pool.submit(self._outcome, tracked.ref, scheduler.budget(now))] = tracked
+                wakeup = scheduler.wakeup()
+                pause = None if wakeup is None else max(0.0, wakeup - now)
+                if not running:
+                    time.sleep(pause or 0.0)
+                    continue
+                done, _ = futures.wait(running, timeout=pause, return_when=futures.FIRST_COMPLETED)
+                for future in done:
+                    update = scheduler.on_outcome(running.pop(future), future.result(), time.monotonic())
+                    if update is not None and on_update is not None:
+                        on_update(update)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, poll: Poll, service: Service, task_id: str, on_update: Callable[[Task], object] | None) -> Task:
         step = poll.start(time.monotonic())
@@ -123,6 +209,40 @@ class Tasks:
             raise_on_failure=raise_on_failure,
         )
         return self._client._run(machine, self._service, task_id, on_update)
+
+    def as_completed(
+        self,
+        task_ids: Iterable[str],
+        *,
+        timeout: float | None = None,
+        poll: PollPolicy | float | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_update: Callable[[Task], object] | None = None,
+    ) -> Iterator[Task]:
+        """`Mountsea.as_completed` for this service's task ids."""
+        return self._client.as_completed(
+            self._refs(task_ids), timeout=timeout, poll=poll, max_concurrency=max_concurrency, on_update=on_update
+        )
+
+    def wait_all(
+        self,
+        task_ids: Iterable[str],
+        *,
+        timeout: float | None = None,
+        poll: PollPolicy | float | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_update: Callable[[Task], object] | None = None,
+    ) -> list[Task]:
+        """`Mountsea.wait_all` for this service's task ids, in input order."""
+        return self._client.wait_all(
+            self._refs(task_ids), timeout=timeout, poll=poll, max_concurrency=max_concurrency, on_update=on_update
+        )
+
+    def _refs(self, task_ids: Iterable[str]) -> list[TaskRef]:
+        if isinstance(task_ids, str):
+            msg = "task_ids must be an iterable of ids, not a single str"
+            raise ValueError(msg)
+        return [TaskRef(self._service.name, task_id) for task_id in task_ids]
 
 
 class ServiceClient:

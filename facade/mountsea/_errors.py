@@ -15,7 +15,9 @@
       - APITimeoutError: the request ran out of time.
     + ResponseValidationError: a 2xx answer that is not a valid TaskResultDto.
   x TaskFailedError: the task ended failed, cancelled or timed out (``task``).
-  x WaitTimeoutError: the wait's deadline passed first (``task``); also a ``TimeoutError``.
+  x WaitTimeoutError: the wait's deadline passed first (``task``; for a batch, ``pending``,
+    ``finished`` and ``errors``); also a ``TimeoutError``.
+  x BatchError: some tasks of a batch could not be read (``errors``, ``finished``).
 
 Bad arguments (an empty task id, a negative timeout) raise the builtin ``ValueError``
 before any request is sent.
@@ -23,10 +25,11 @@ before any request is sent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._task import Task
+    from ._task import Task, TaskRef
 
 __all__ = [
     "APIConnectionError",
@@ -35,6 +38,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchError",
     "ConfigurationError",
     "MountseaError",
     "NotFoundError",
@@ -154,11 +158,43 @@ class TaskFailedError(MountseaError):
 
 
 class WaitTimeoutError(MountseaError, TimeoutError):
-    """The wait's deadline passed before the task (or batch) was done."""
+    """The wait's deadline passed before the task (or batch) was done.
 
-    def __init__(self, message: str, *, task: Task | None = None) -> None:
+    For one task, ``task`` is the last Task seen (None if no answer came). For a batch,
+    ``pending`` lists each unfinished task as its last Task seen or its TaskRef (pass
+    them to ``as_completed`` again to resume), ``finished`` the tasks that did finish
+    (input order), and ``errors`` the tasks that failed with an API error.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task: Task | None = None,
+        pending: Sequence[Task | TaskRef] = (),
+        finished: Sequence[Task] = (),
+        errors: Mapping[TaskRef, APIError] | None = None,
+    ) -> None:
         super().__init__(message)
-        self.task = task  # the last Task seen, or None if no answer came
+        self.task = task
+        self.pending = list(pending)
+        self.finished = list(finished)
+        self.errors = dict(errors or {})
+
+
+class BatchError(MountseaError):
+    """Some tasks of a batch could not be read (a 404, an invalid answer...).
+
+    Raised once every other task has finished: ``errors`` maps each such task's
+    TaskRef to its `APIError`, and ``finished`` holds every task that did finish
+    (input order), so no result is lost.
+    """
+
+    def __init__(self, errors: Mapping[TaskRef, APIError], *, finished: Sequence[Task] = ()) -> None:
+        first = next(iter(errors.values()), None)
+        super().__init__(f"{len(errors)} task(s) of the batch could not be read; first: {first}")
+        self.errors = dict(errors)
+        self.finished = list(finished)
 
 
 # Status codes with a class of their own; any other 5xx is a ServerError, the rest APIStatusError.

@@ -1,0 +1,206 @@
+"""The fan-out core behind `as_completed` and `wait_all`: pure, like `_polling`.
+
+One `Scheduler` tracks many tasks, each driven by its own `Poll` machine (the same
+decisions as a single `wait()`), and decides which requests to send and when:
+
+* a heap of next-request times, so a sleeping task costs a heap entry, not a thread
+  or a coroutine;
+* at most ``max_concurrency`` requests in flight;
+* one rate budget per service: a 429, or a 503 with ``Retry-After``, pauses every task
+  of that service until the pause ends, not just the task that got it;
+* one deadline for the whole batch.
+
+A front end loops: send `due()` requests, wait until `wakeup()` or until an answer
+arrives, feed answers to `on_outcome()`, and stop when `over()` says so.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Iterable
+from typing import Final
+
+import attrs
+
+from ._errors import (
+    APIError,
+    APIStatusError,
+    AuthenticationError,
+    BatchError,
+    MountseaError,
+    PermissionDeniedError,
+    RateLimitError,
+    WaitTimeoutError,
+)
+from ._polling import Done, Poll, PollPolicy, Send
+from ._task import Task, TaskRef
+
+__all__ = ["Scheduler", "Tracked"]
+
+# Errors that no other task of the batch could escape: stop the whole batch at once.
+_FATAL: Final = (AuthenticationError, PermissionDeniedError)
+
+
+@attrs.define
+class Tracked:
+    """One task of a batch: what it is, its polling machine, and where it stands."""
+
+    ref: TaskRef
+    poll: Poll
+    result: Task | None = None  # set once finished
+    expired: bool = False  # no further poll fits before the deadline
+
+
+class Scheduler:
+    """Decides, for many tasks at once, which to request when. No I/O, no clock."""
+
+    def __init__(
+        self,
+        items: Iterable[TaskRef | Task],
+        *,
+        now: float,
+        timeout: float | None,
+        policy: PollPolicy,
+        max_concurrency: int,
+        rng: random.Random,
+    ) -> None:
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            msg = f"max_concurrency must be an int >= 1, not {max_concurrency!r}"
+            raise ValueError(msg)
+        self.deadline = None if timeout is None else now + timeout
+        self.max_concurrency = max_concurrency
+        self.in_flight = 0
+        self.errors: dict[TaskRef, APIError] = {}
+        self._paused: dict[str, float] = {}  # service -> end of its shared pause
+        self._heap: list[tuple[float, int, Tracked]] = []
+        self._seq = itertools.count()  # ties in the heap go first-in, first-out
+        self._ready: list[Task] = []  # finished, not yet handed out
+        by_ref: dict[TaskRef, Tracked] = {}
+        self.order: list[Tracked] = []  # one per input item, duplicates share
+        for item in items:
+            ref = _as_ref(item)
+            tracked = by_ref.get(ref)
+            if tracked is None:
+                last = item if isinstance(item, Task) else None
+                poll = Poll(
+                    until_done=True,
+                    label=f"{ref.service} task {ref.id!r}",
+                    deadline=self.deadline,
+                    policy=policy,
+                    raise_on_failure=False,
+                    rng=rng,
+                    last=last,
+                )
+                tracked = by_ref[ref] = Tracked(ref, poll)
+                if last is not None and last.done:
+                    tracked.result = last  # already final: hand it back, no request
+                    self._ready.append(last)
+                else:
+                    self._push(now, tracked)
+            self.order.append(tracked)
+        self.tracked = list(by_ref.values())
+
+    def __len__(self) -> int:
+        return len(self.tracked)
+
+    def _push(self, when: float, tracked: Tracked) -> None:
+        heapq.heappush(self._heap, (when, next(self._seq), tracked))
+
+    def budget(self, now: float) -> float | None:
+        """Seconds a request sent now may take (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - now
+
+    def due(self, now: float) -> list[Tracked]:
+        """Tasks to request now; counts them as in flight."""
+        out: list[Tracked] = []
+        held: list[Tracked] = []
+        while self._heap and self._heap[0][0] <= now and self.in_flight + len(out) < self.max_concurrency:
+            _, _, tracked = heapq.heappop(self._heap)
+            pause = self._paused.get(tracked.ref.service, 0.0)
+            if pause > now:
+                held.append(tracked)
+            elif self.deadline is not None and now >= self.deadline:
+                tracked.expired = True
+            else:
+                out.append(tracked)
+        for tracked in held:  # resume when the service's pause ends
+            resume = self._paused[tracked.ref.service]
+            if self.deadline is not None and resume >= self.deadline:
+                tracked.expired = True
+            else:
+                self._push(resume, tracked)
+        self.in_flight += len(out)
+        return out
+
+    def wakeup(self) -> float | None:
+        """When `due()` may next return something (None: only answers can change things)."""
+        if not self._heap or self.in_flight >= self.max_concurrency:
+            return None
+        return self._heap[0][0]
+
+    def on_outcome(self, tracked: Tracked, outcome: Task | APIError, now: float) -> Task | None:
+        """An answer for ``tracked`` arrived at ``now``. Returns the status change to report, if any."""
+        self.in_flight -= 1
+        if isinstance(outcome, Task):
+            step = tracked.poll.on_task(outcome, now)
+        else:
+            step = tracked.poll.on_error(outcome, now)
+            if isinstance(step, Send) and _pauses_service(outcome):
+                end = now + step.delay
+                self._paused[tracked.ref.service] = max(self._paused.get(tracked.ref.service, 0.0), end)
+        if isinstance(step, Send):
+            self._push(now + step.delay, tracked)
+        elif isinstance(step, Done):
+            tracked.result = step.task
+            self._ready.append(step.task)
+        elif isinstance(step.error, WaitTimeoutError):
+            tracked.expired = True
+        elif isinstance(step.error, _FATAL):
+            raise step.error
+        elif isinstance(step.error, APIError):
+            self.errors[tracked.ref] = step.error
+        else:  # pragma: no cover - Poll fails only with the errors above
+            raise step.error
+        return step.update
+
+    def take_ready(self) -> list[Task]:
+        """Tasks that finished since the last call, in completion order."""
+        ready, self._ready = self._ready, []
+        return ready
+
+    def over(self, now: float) -> bool:
+        """True when every task is finished; raises when the batch cannot finish."""
+        if self.in_flight:
+            return False
+        if self._heap and (self.deadline is None or now < self.deadline):
+            return False
+        for _, _, tracked in self._heap:
+            tracked.expired = True
+        self._heap.clear()
+        expired = [t for t in self.tracked if t.expired]
+        finished = [t.result for t in self.order if t.result is not None]
+        if expired:
+            pending = [t.poll.last or t.ref for t in expired]
+            message = f"{len(expired)} of {len(self.tracked)} tasks not done by the deadline"
+            raise WaitTimeoutError(message, pending=pending, finished=finished, errors=self.errors)
+        if self.errors:
+            raise BatchError(self.errors, finished=finished)
+        return True
+
+
+def _as_ref(item: object) -> TaskRef:
+    if isinstance(item, TaskRef):
+        return item
+    if isinstance(item, Task):
+        return item.ref
+    msg = f"expected a TaskRef or a Task, not {type(item).__name__}"
+    raise ValueError(msg)
+
+
+def _pauses_service(error: MountseaError) -> bool:
+    # The server is asking for less traffic: every task of the service should back off.
+    return isinstance(error, RateLimitError) or (
+        isinstance(error, APIStatusError) and error.status_code == 503 and error.retry_after is not None
+    )

@@ -1,0 +1,205 @@
+"""The fan-out core, on a fake clock: completion order, the concurrency cap, shared pauses, the deadline."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+
+import mountsea
+from mountsea._polling import PollPolicy
+from mountsea._scheduler import Scheduler, Tracked
+from tests.helpers import make_task
+
+Answer = Callable[[mountsea.TaskRef, int], mountsea.Task | mountsea.APIError]
+
+
+def _refs(n: int, service: str = "producer") -> list[mountsea.TaskRef]:
+    return [mountsea.TaskRef(service, f"t{i}") for i in range(n)]  # type: ignore[arg-type]
+
+
+class Sim:
+    """Runs a Scheduler with virtual time; every request takes ``latency`` seconds."""
+
+    def __init__(self, scheduler: Scheduler, answer: Answer, latency: float = 0.01) -> None:
+        self.scheduler, self.answer, self.latency = scheduler, answer, latency
+        self.now = 0.0
+        self.sent: list[tuple[float, mountsea.TaskRef]] = []
+        self.peak = 0
+        self.yielded: list[mountsea.Task] = []
+        self.updates: list[tuple[str, str]] = []
+        self._polls: dict[mountsea.TaskRef, int] = {}
+
+    def run(self) -> list[mountsea.Task]:
+        in_flight: list[tuple[float, Tracked]] = []
+        while True:
+            self.yielded += self.scheduler.take_ready()
+            if self.scheduler.over(self.now):
+                return self.yielded
+            for tracked in self.scheduler.due(self.now):
+                self.sent.append((self.now, tracked.ref))
+                in_flight.append((self.now + self.latency, tracked))
+            self.peak = max(self.peak, len(in_flight))
+            times = [t for t, _ in in_flight]
+            wakeup = self.scheduler.wakeup()
+            if wakeup is not None:
+                times.append(wakeup)
+            self.now = max(self.now, min(times))
+            for item in [i for i in in_flight if i[0] <= self.now]:
+                in_flight.remove(item)
+                ref = item[1].ref
+                self._polls[ref] = self._polls.get(ref, 0) + 1
+                update = self.scheduler.on_outcome(item[1], self.answer(ref, self._polls[ref]), self.now)
+                if update is not None:
+                    self.updates.append((ref.id, update.raw_status))
+
+
+def _scheduler(refs: list[mountsea.TaskRef] | list[mountsea.TaskRef | mountsea.Task], **kwargs: object) -> Scheduler:
+    options: dict[str, object] = {"now": 0.0, "timeout": None, "policy": PollPolicy.fixed(1.0), "max_concurrency": 4}
+    options.update(kwargs)
+    return Scheduler(refs, rng=random.Random(0), **options)  # type: ignore[arg-type]
+
+
+def _finishes_after(polls: Callable[[mountsea.TaskRef], int], status: str = "completed") -> Answer:
+    def answer(ref: mountsea.TaskRef, n: int) -> mountsea.Task:
+        done = n >= polls(ref)
+        return make_task(status if done else "processing", service=ref.service, task_id=ref.id)
+
+    return answer
+
+
+def test_tasks_come_out_in_completion_order_exactly_once() -> None:
+    refs = _refs(6)
+    polls = {ref: 6 - i for i, ref in enumerate(refs)}  # t5 finishes first
+    sim = Sim(_scheduler(refs, max_concurrency=10), _finishes_after(polls.__getitem__))
+    done = sim.run()
+    assert [t.id for t in done] == ["t5", "t4", "t3", "t2", "t1", "t0"]
+    assert len(sim.sent) == sum(polls.values())  # no request beyond what the schedule needs
+
+
+def test_the_concurrency_cap_holds_and_sleeping_tasks_hold_no_slot() -> None:
+    refs = _refs(50)
+    sim = Sim(_scheduler(refs, max_concurrency=7), _finishes_after(lambda ref: 3))
+    assert len(sim.run()) == 50
+    assert sim.peak == 7
+    assert len(sim.sent) == 150
+
+
+def test_failed_tasks_are_delivered_like_others() -> None:
+    refs = _refs(3)
+    answer = _finishes_after(lambda ref: 1, status="failed")
+    done = Sim(_scheduler(refs), answer).run()
+    assert [t.raw_status for t in done] == ["failed"] * 3
+
+
+def test_a_rate_limit_pauses_every_task_of_that_service_only() -> None:
+    refs = _refs(4, "producer") + _refs(4, "xai")
+    limited = {"hit": False}
+
+    def answer(ref: mountsea.TaskRef, n: int) -> mountsea.Task | mountsea.APIError:
+        if ref == mountsea.TaskRef("producer", "t0") and not limited["hit"]:
+            limited["hit"] = True
+            return mountsea.RateLimitError("slow down", status_code=429, retry_after=30.0)
+        return make_task("completed" if n >= 2 else "processing", service=ref.service, task_id=ref.id)
+
+    sim = Sim(_scheduler(refs, max_concurrency=1), answer)
+    sim.run()
+    hit_at = sim.sent[0][0] + sim.latency
+    producer_during_pause = [t for t, ref in sim.sent if ref.service == "producer" and hit_at < t < hit_at + 30.0]
+    xai_during_pause = [t for t, ref in sim.sent if ref.service == "xai" and hit_at < t < hit_at + 30.0]
+    assert producer_during_pause == []
+    assert xai_during_pause  # the other service kept going
+
+
+def test_a_503_with_retry_after_pauses_the_service_but_a_plain_503_does_not() -> None:
+    refs = _refs(3)
+    for headers_pause, expect_pause in [(5.0, True), (None, False)]:
+        first = {"done": False}
+
+        def answer(
+            ref: mountsea.TaskRef, n: int, pause: float | None = headers_pause
+        ) -> mountsea.Task | mountsea.APIError:
+            if not first["done"]:
+                first["done"] = True
+                return mountsea.ServerError("busy", status_code=503, retry_after=pause)
+            return make_task("completed", service=ref.service, task_id=ref.id)
+
+        sim = Sim(_scheduler(refs, max_concurrency=1), answer)
+        sim.run()
+        second_request_at = sim.sent[1][0]
+        assert (second_request_at >= 5.0) is expect_pause
+
+
+def test_the_batch_deadline_raises_with_resumable_pending_tasks() -> None:
+    refs = _refs(4)
+    polls = {refs[0]: 1, refs[1]: 2, refs[2]: 100, refs[3]: 100}
+    sim = Sim(_scheduler(refs, timeout=5.0), _finishes_after(polls.__getitem__))
+    with pytest.raises(mountsea.WaitTimeoutError) as caught:
+        sim.run()
+    error = caught.value
+    assert [t.id for t in sim.yielded] == ["t0", "t1"]
+    assert [t.id for t in error.finished] == ["t0", "t1"]
+    assert [(p.id, p.raw_status) for p in error.pending] == [("t2", "processing"), ("t3", "processing")]  # type: ignore[union-attr]
+    assert str(error) == "2 of 4 tasks not done by the deadline"
+    assert max(t for t, _ in sim.sent) < 5.0
+    # Resuming with the pending tasks polls only those.
+    resumed = Sim(_scheduler(error.pending, timeout=None), _finishes_after(lambda ref: 1)).run()
+    assert [t.id for t in resumed] == ["t2", "t3"]
+
+
+def test_a_missing_task_does_not_lose_the_others() -> None:
+    refs = _refs(3)
+
+    def answer(ref: mountsea.TaskRef, n: int) -> mountsea.Task | mountsea.APIError:
+        if ref.id == "t1":
+            return mountsea.NotFoundError("gone", status_code=404)
+        return make_task("completed" if n >= 2 else "pending", service=ref.service, task_id=ref.id)
+
+    sim = Sim(_scheduler(refs), answer)
+    with pytest.raises(mountsea.BatchError) as caught:
+        sim.run()
+    assert [t.id for t in sim.yielded] == ["t0", "t2"]
+    assert [t.id for t in caught.value.finished] == ["t0", "t2"]
+    assert list(caught.value.errors) == [mountsea.TaskRef("producer", "t1")]
+    assert isinstance(caught.value.errors[refs[1]], mountsea.NotFoundError)
+
+
+def test_an_authentication_error_stops_the_batch_at_once() -> None:
+    sim = Sim(
+        _scheduler(_refs(5), max_concurrency=1), lambda ref, n: mountsea.AuthenticationError("no", status_code=401)
+    )
+    with pytest.raises(mountsea.AuthenticationError):
+        sim.run()
+    assert len(sim.sent) == 1
+
+
+def test_finished_tasks_given_as_input_are_handed_back_without_a_request() -> None:
+    done = make_task("completed", task_id="old")
+    items: list[mountsea.TaskRef | mountsea.Task] = [
+        done,
+        mountsea.TaskRef("producer", "t0"),
+        mountsea.TaskRef("producer", "t0"),
+    ]
+    scheduler = _scheduler(items)
+    sim = Sim(scheduler, _finishes_after(lambda ref: 1))
+    assert [t.id for t in sim.run()] == ["old", "t0"]
+    assert [ref.id for _, ref in sim.sent] == ["t0"]
+    assert [t.result.id for t in scheduler.order if t.result] == ["old", "t0", "t0"]
+
+
+def test_on_update_sees_each_change_once_per_task() -> None:
+    sim = Sim(_scheduler(_refs(2)), _finishes_after(lambda ref: 3))
+    sim.run()
+    assert sorted(sim.updates) == [("t0", "completed"), ("t0", "processing"), ("t1", "completed"), ("t1", "processing")]
+
+
+@pytest.mark.parametrize("cap", [0, -1, 1.5, True])
+def test_bad_concurrency_is_rejected(cap: object) -> None:
+    with pytest.raises(ValueError, match="max_concurrency"):
+        _scheduler(_refs(1), max_concurrency=cap)
+
+
+def test_bad_items_are_rejected() -> None:
+    with pytest.raises(ValueError, match="TaskRef or a Task"):
+        _scheduler(["t1"])  # type: ignore[list-item]
