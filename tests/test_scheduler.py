@@ -112,23 +112,22 @@ def test_a_rate_limit_pauses_every_task_of_that_service_only() -> None:
     assert xai_during_pause  # the other service kept going
 
 
-def test_a_503_with_retry_after_pauses_the_service_but_a_plain_503_does_not() -> None:
-    refs = _refs(3)
-    for headers_pause, expect_pause in [(5.0, True), (None, False)]:
-        first = {"done": False}
+@pytest.mark.parametrize(("retry_after", "paused"), [(5.0, True), (None, False)])
+def test_a_503_with_retry_after_pauses_the_service_but_a_plain_503_does_not(
+    retry_after: float | None, paused: bool
+) -> None:
+    first = {"done": False}
 
-        def answer(
-            ref: mountsea.TaskRef, n: int, pause: float | None = headers_pause
-        ) -> mountsea.Task | mountsea.APIError:
-            if not first["done"]:
-                first["done"] = True
-                return mountsea.ServerError("busy", status_code=503, retry_after=pause)
-            return make_task("completed", service=ref.service, task_id=ref.id)
+    def answer(ref: mountsea.TaskRef, n: int) -> mountsea.Task | mountsea.APIError:
+        if not first["done"]:
+            first["done"] = True
+            return mountsea.ServerError("busy", status_code=503, retry_after=retry_after)
+        return make_task("completed", service=ref.service, task_id=ref.id)
 
-        sim = Sim(_scheduler(refs, max_concurrency=1), answer)
-        sim.run()
-        second_request_at = sim.sent[1][0]
-        assert (second_request_at >= 5.0) is expect_pause
+    sim = Sim(_scheduler(_refs(3), max_concurrency=1), answer)
+    sim.run()
+    second_request_at = sim.sent[1][0]
+    assert (second_request_at >= 5.0) is paused
 
 
 def test_the_batch_deadline_raises_with_resumable_pending_tasks() -> None:
