@@ -86,6 +86,20 @@ class Task:
         """This task's `TaskRef`, to poll it again later."""
         return TaskRef(self.service, self.id)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The task as JSON-ready data: keys as the API names them, plus ``service``.
+
+        Fields the answer left out are left out; ``extra`` fields come back as sent.
+        """
+        data: dict[str, Any] = {"service": self.service, **self.extra}
+        for name, (_, key) in _FIELDS.items():
+            value = self.raw_status if name == "status" else getattr(self, name)
+            if isinstance(value, datetime.datetime):
+                value = value.isoformat().replace("+00:00", "Z")
+            if value is not None:
+                data[key] = value
+        return data
+
 
 def validate_task_id(task_id: object) -> str:
     """Return ``task_id`` if it can be sent; raise ``ValueError`` saying why not."""

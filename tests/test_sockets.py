@@ -1,0 +1,277 @@
+"""Both front ends over real sockets against FakeMountsea: retries, deadlines, drops, redirects, fan-out."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+import mountsea
+from mountsea.testing import FakeMountsea, Fault
+from tests.helpers import Front
+
+FAST = 0.02  # a poll interval that keeps the tests quick
+
+
+def _run(front: Front, server: FakeMountsea, call: Any, **kwargs: Any) -> Any:
+    return front.run(call, api_key=server.api_key, base_url=server.url, **kwargs)
+
+
+def test_get_reads_both_services(front: Front, mountsea_server: FakeMountsea) -> None:
+    mountsea_server.add_task("producer", "p1", ["processing"])
+    mountsea_server.add_task("xai", "x1", ["completed"], result={"video": "v.mp4"}, extra={"progress": 1.0})
+    producer = _run(front, mountsea_server, lambda c: c.producer.tasks.get("p1"))
+    xai = _run(front, mountsea_server, lambda c: c.xai.tasks.get("x1"))
+    assert (producer.service, producer.status) == ("producer", mountsea.TaskStatus.PROCESSING)
+    assert (xai.service, xai.result, xai.extra) == ("xai", {"video": "v.mp4"}, {"progress": 1.0})
+    assert xai.created_at is not None
+    assert xai.created_at.tzinfo is not None
+    [first, second] = mountsea_server.requests
+    assert (first.path, first.query, first.headers["authorization"]) == (
+        "/producer/tasks",
+        {"taskId": "p1"},
+        "Bearer test-key",
+    )
+    assert (second.path, second.query) == ("/xai/tasks", {"taskId": "x1"})
+
+
+def test_wait_walks_a_lifecycle_and_reports_each_change(front: Front, mountsea_server: FakeMountsea) -> None:
+    mountsea_server.add_task("producer", "song", ["pending", "pending", "processing", "processing", "completed"])
+    seen: list[str] = []
+    task = _run(
+        front,
+        mountsea_server,
+        lambda c: c.producer.tasks.wait("song", poll=FAST, on_update=lambda t: seen.append(t.raw_status)),
+    )
+    assert task.succeeded
+    assert seen == ["pending", "processing", "completed"]
+    assert mountsea_server.request_count() == 5
+
+
+@pytest.mark.parametrize(("faults", "max_retries", "outcome"), [(2, 2, "ok"), (3, 2, "error"), (1, 0, "error")])
+def test_get_retries_exactly_max_retries_times(
+    front: Front, mountsea_server: FakeMountsea, faults: int, max_retries: int, outcome: str
+) -> None:
+    mountsea_server.add_task("xai", "t", ["completed"])
+    mountsea_server.inject(Fault.status(503, retry_after="0"), times=faults)
+    if outcome == "ok":
+        assert _run(front, mountsea_server, lambda c: c.xai.tasks.get("t"), max_retries=max_retries).succeeded
+    else:
+        with pytest.raises(mountsea.ServerError):
+            _run(front, mountsea_server, lambda c: c.xai.tasks.get("t"), max_retries=max_retries)
+    assert mountsea_server.request_count() == min(faults, max_retries + 1) + (outcome == "ok")
+
+
+@pytest.mark.parametrize(
+    ("fault", "cls"),
+    [
+        (Fault.status(520), mountsea.ServerError),
+        (Fault.status(429, retry_after="0"), mountsea.RateLimitError),
+        (Fault.drop(), mountsea.APIConnectionError),
+        (Fault.reset_mid_body(), mountsea.APIConnectionError),
+        (Fault.length_mismatch(), mountsea.APIConnectionError),
+        (Fault.html(), mountsea.ResponseValidationError),
+        (Fault.truncated(), mountsea.ResponseValidationError),
+        (Fault.status(404), mountsea.NotFoundError),
+    ],
+    ids=["520", "429", "drop", "reset", "length-mismatch", "html", "truncated", "404"],
+)
+def test_each_fault_becomes_its_typed_error(
+    front: Front, mountsea_server: FakeMountsea, fault: Fault, cls: type[mountsea.APIError]
+) -> None:
+    mountsea_server.add_task("producer", "t", ["completed"])
+    mountsea_server.inject(fault)
+    with pytest.raises(cls):
+        _run(front, mountsea_server, lambda c: c.producer.tasks.get("t"), max_retries=0)
+    assert mountsea_server.request_count() == 1
+
+
+@pytest.mark.parametrize(
+    "fault", [Fault.drop(), Fault.reset_mid_body(), Fault.status(502)], ids=["drop", "reset", "502"]
+)
+def test_transient_faults_are_retried_transparently(front: Front, mountsea_server: FakeMountsea, fault: Fault) -> None:
+    mountsea_server.add_task("producer", "t", ["completed"])
+    mountsea_server.inject(fault)
+    assert _run(front, mountsea_server, lambda c: c.producer.tasks.get("t")).succeeded
+    assert mountsea_server.request_count() == 2
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [({"Retry-After": "0.4"}, 0.4), ({"retry-after-ms": "400"}, 0.4)],
+    ids=["seconds", "ms"],
+)
+def test_retry_after_is_honoured(
+    front: Front, mountsea_server: FakeMountsea, headers: dict[str, str], expected: float
+) -> None:
+    mountsea_server.add_task("producer", "t", ["completed"])
+    mountsea_server.inject(Fault.status(429, headers=headers))
+    _run(front, mountsea_server, lambda c: c.producer.tasks.get("t"))
+    first, second = mountsea_server.requests
+    assert second.time - first.time >= expected
+
+
+def test_read_timeout_becomes_api_timeout_error(front: Front, mountsea_server: FakeMountsea) -> None:
+    mountsea_server.add_task("producer", "t", ["completed"])
+    mountsea_server.inject(Fault.delay(1.0))
+    started = time.monotonic()
+    with pytest.raises(mountsea.APITimeoutError):
+        _run(front, mountsea_server, lambda c: c.producer.tasks.get("t"), max_retries=0, timeout=0.2)
+    assert time.monotonic() - started < 0.9
+
+
+def test_wait_deadline_is_kept_on_a_task_that_never_ends(front: Front, mountsea_server: FakeMountsea) -> None:
+    mountsea_server.add_task("xai", "t", ["processing"])
+    started = time.monotonic()
+    with pytest.raises(mountsea.WaitTimeoutError) as caught:
+        _run(front, mountsea_server, lambda c: c.xai.tasks.wait("t", timeout=0.5, poll=0.1))
+    assert time.monotonic() - started < 0.5 + 0.25
+    assert caught.value.task is not None
+    assert caught.value.task.raw_status == "processing"
+    assert isinstance(caught.value, TimeoutError)
+
+
+def test_wait_deadline_cuts_a_slow_request(front: Front, mountsea_server: FakeMountsea) -> None:
+    mountsea_server.add_task("xai", "t", ["processing"])
+    mountsea_server.inject(Fault.delay(3.0), times=5)
+    started = time.monotonic()
+    with pytest.raises(mountsea.WaitTimeoutError):
+        _run(front, mountsea_server, lambda c: c.xai.tasks.wait("t", timeout=0.6, poll=FAST))
+    assert time.monotonic() - started < 0.6 + 0.25
+
+
+def test_wait_deadline_caps_retry_after(front: Front, mountsea_server: FakeMountsea) -> None:
+    mountsea_server.add_task("producer", "t", ["processing"])
+    mountsea_server.inject(Fault.status(429, retry_after="30"))
+    started = time.monotonic()
+    with pytest.raises(mountsea.WaitTimeoutError):
+        _run(front, mountsea_server, lambda c: c.producer.tasks.wait("t", timeout=1.0))
+    assert time.monotonic() - started < 1.0
+    assert mountsea_server.request_count() == 1
+
+
+def test_wait_survives_drops_and_5xx_until_done(front: Front, mountsea_server: FakeMountsea) -> None:
+    mountsea_server.add_task("producer", "t", ["processing", "completed"])
+    mountsea_server.inject(Fault.drop())
+    mountsea_server.inject(Fault.status(500, retry_after="0"), times=3)
+    task = _run(front, mountsea_server, lambda c: c.producer.tasks.wait("t", poll=FAST), max_retries=0)
+    assert task.succeeded
+    assert mountsea_server.request_count() == 6
+
+
+def test_connection_refused(front: Front) -> None:
+    with FakeMountsea() as server:
+        url = server.url
+    with pytest.raises(mountsea.APIConnectionError):
+        front.run(lambda c: c.producer.tasks.get("t"), api_key="k", base_url=url, max_retries=0)
+
+
+def test_same_origin_redirects_are_followed_with_the_key(front: Front, mountsea_server: FakeMountsea) -> None:
+    mountsea_server.add_task("producer", "t2", ["completed"])
+    mountsea_server.inject(Fault.redirect("/producer/tasks?taskId=t2"))
+    task = _run(front, mountsea_server, lambda c: c.producer.tasks.get("t"))
+    assert task.id == "t2"
+    assert [r.headers.get("authorization") for r in mountsea_server.requests] == ["Bearer test-key"] * 2
+
+
+def test_cross_origin_redirects_do_not_carry_the_key(front: Front, mountsea_server: FakeMountsea) -> None:
+    with FakeMountsea(api_key="other") as elsewhere:
+        mountsea_server.inject(Fault.redirect(f"{elsewhere.url}/producer/tasks?taskId=t"))
+        with pytest.raises(mountsea.AuthenticationError):
+            _run(front, mountsea_server, lambda c: c.producer.tasks.get("t"))
+        [request] = elsewhere.requests
+    assert "authorization" not in request.headers
+
+
+def test_redirect_loops_end_without_retries(front: Front, mountsea_server: FakeMountsea) -> None:
+    mountsea_server.inject(Fault.redirect("/producer/tasks?taskId=t"), times=50)
+    with pytest.raises(mountsea.APIError, match="redirect"):
+        _run(front, mountsea_server, lambda c: c.producer.tasks.get("t"))
+    assert mountsea_server.request_count() == 6  # the first request and MAX_REDIRECTS more
+
+
+def _batch(front: Front, server: FakeMountsea, method: str, refs: list[Any], **kwargs: Any) -> list[mountsea.Task]:
+    if method == "wait_all":
+        return _run(front, server, lambda c: c.wait_all(refs, **kwargs))  # type: ignore[no-any-return]
+    if front.kind == "sync":
+        return _run(front, server, lambda c: list(c.as_completed(refs, **kwargs)))  # type: ignore[no-any-return]
+
+    async def collect(c: mountsea.AsyncMountsea) -> list[mountsea.Task]:
+        return [task async for task in c.as_completed(refs, **kwargs)]
+
+    return _run(front, server, collect)  # type: ignore[no-any-return]
+
+
+def test_as_completed_yields_in_completion_order_across_services(front: Front, mountsea_server: FakeMountsea) -> None:
+    refs = []
+    for i, service in enumerate(["producer", "xai"] * 3):
+        mountsea_server.add_task(service, f"t{i}", ["processing"] * (6 - i) + ["completed"])
+        refs.append(mountsea.TaskRef(service, f"t{i}"))  # type: ignore[arg-type]
+    tasks = _batch(front, mountsea_server, "as_completed", refs, poll=FAST, max_concurrency=6)
+    assert [t.id for t in tasks] == ["t5", "t4", "t3", "t2", "t1", "t0"]
+    assert mountsea_server.request_count() == sum(7 - i for i in range(6))
+
+
+def test_wait_all_returns_input_order_and_failed_tasks(front: Front, mountsea_server: FakeMountsea) -> None:
+    mountsea_server.add_task("producer", "a", ["processing", "processing", "completed"])
+    mountsea_server.add_task("xai", "b", ["failed"], error_message="nope")
+    refs = [mountsea.TaskRef("producer", "a"), mountsea.TaskRef("xai", "b")]
+    tasks = _batch(front, mountsea_server, "wait_all", refs, poll=FAST)
+    assert [(t.id, t.raw_status) for t in tasks] == [("a", "completed"), ("b", "failed")]
+
+
+def test_the_concurrency_cap_is_kept_on_the_server(front: Front, mountsea_server: FakeMountsea) -> None:
+    refs = []
+    for i in range(20):
+        mountsea_server.add_task("xai", f"t{i}", ["completed"])
+        refs.append(mountsea.TaskRef("xai", f"t{i}"))
+    mountsea_server.inject(Fault.delay(0.1), times=20)
+    tasks = _batch(front, mountsea_server, "as_completed", refs, max_concurrency=5)
+    assert len(tasks) == 20
+    assert mountsea_server.peak_in_flight == 5
+
+
+def test_a_rate_limit_pauses_the_whole_service(front: Front, mountsea_server: FakeMountsea) -> None:
+    refs = []
+    for i in range(6):
+        mountsea_server.add_task("producer", f"t{i}", ["processing", "completed"])
+        refs.append(mountsea.TaskRef("producer", f"t{i}"))
+    mountsea_server.inject(Fault.status(429, retry_after="0.5"), task_id="t0")
+    _batch(front, mountsea_server, "wait_all", refs, poll=FAST, max_concurrency=1)
+    requests = mountsea_server.requests
+    limited = next(r for r in requests if r.fault is not None)
+    during = [r for r in requests if limited.time < r.time < limited.time + 0.5]
+    assert during == []
+
+
+def test_batch_deadline_hands_back_resumable_pending_tasks(front: Front, mountsea_server: FakeMountsea) -> None:
+    mountsea_server.add_task("producer", "quick", ["completed"])
+    mountsea_server.add_task("xai", "slow", ["processing"])
+    refs = [mountsea.TaskRef("producer", "quick"), mountsea.TaskRef("xai", "slow")]
+    started = time.monotonic()
+    with pytest.raises(mountsea.WaitTimeoutError) as caught:
+        _batch(front, mountsea_server, "wait_all", refs, poll=0.1, timeout=0.5)
+    assert time.monotonic() - started < 0.75
+    assert [t.id for t in caught.value.finished] == ["quick"]
+    [pending] = caught.value.pending
+    assert (pending.service, pending.id) == ("xai", "slow")
+    mountsea_server.add_task("xai", "slow", ["completed"])
+    [resumed] = _batch(front, mountsea_server, "wait_all", caught.value.pending, poll=FAST)
+    assert resumed.succeeded
+
+
+def test_a_missing_task_does_not_lose_the_others(front: Front, mountsea_server: FakeMountsea) -> None:
+    mountsea_server.add_task("producer", "a", ["processing", "completed"])
+    refs = [mountsea.TaskRef("producer", "a"), mountsea.TaskRef("producer", "ghost")]
+    with pytest.raises(mountsea.BatchError) as caught:
+        _batch(front, mountsea_server, "wait_all", refs, poll=FAST)
+    assert [t.id for t in caught.value.finished] == ["a"]
+    assert isinstance(caught.value.errors[mountsea.TaskRef("producer", "ghost")], mountsea.NotFoundError)
+
+
+def test_per_service_shortcuts_take_plain_ids(front: Front, mountsea_server: FakeMountsea) -> None:
+    for task_id in ["a", "b"]:
+        mountsea_server.add_task("xai", task_id, ["completed"])
+    tasks = _run(front, mountsea_server, lambda c: c.xai.tasks.wait_all(["b", "a"], poll=FAST))
+    assert [t.id for t in tasks] == ["b", "a"]
