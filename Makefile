@@ -6,14 +6,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv generate check-generated lint typecheck pytest test demo bench clean
+.PHONY: help venv generate check-generated update-specs lint typecheck pytest test demo bench fuzz soak clean
 
 help:
 	@echo "make test             lint, type-check, check generated/, run the tests"
 	@echo "make demo             run the examples against a local fake server"
 	@echo "make generate         regenerate generated/ from openapi/*.yaml"
 	@echo "make check-generated  fail if generated/ does not match openapi/*.yaml"
+	@echo "make update-specs     fetch the docs, report spec changes, regenerate (ARGS=--check to only compare)"
 	@echo "make bench            run the benchmarks in tests/benchmarks/"
+	@echo "make fuzz             the property-based fuzzing, with many more examples"
+	@echo "make soak             the 10,000-task soak test against a faulty fake server"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +30,9 @@ generate: $(STAMP)
 
 check-generated: $(STAMP)
 	$(BIN)/python scripts/generate.py --check
+
+update-specs: $(STAMP)
+	$(BIN)/python scripts/update_specs.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check facade scripts tests
@@ -44,7 +50,13 @@ demo: $(STAMP)
 	@echo "make demo: coming soon (the facade and its fake server land with the next issues)."
 
 bench: $(STAMP)
-	@echo "make bench: no benchmarks yet."
+	$(BIN)/python tests/benchmarks/run.py
+
+fuzz: $(STAMP)
+	MOUNTSEA_FUZZ=long $(BIN)/python -m pytest -q tests/test_fuzz.py
+
+soak: $(STAMP)
+	MOUNTSEA_SOAK_TASKS=10000 $(BIN)/python -m pytest -q tests/test_soak.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
