@@ -47,7 +47,7 @@ pytest: $(STAMP)
 test: lint typecheck check-generated pytest
 
 demo: $(STAMP)
-	@echo "make demo: coming soon (the facade and its fake server land with the next issues)."
+	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/run.py
