@@ -198,3 +198,75 @@ def test_ctrl_c_exits_130_without_a_traceback(server: FakeMountsea) -> None:
     assert "Traceback" not in stderr
     assert stderr.strip() == "mountsea: interrupted"
     assert KEY not in stdout + stderr
+
+
+def test_progress_redraws_on_a_terminal_only(server: FakeMountsea) -> None:
+    import pty
+
+    server.add_task("producer", "a", ["processing", "completed"])
+    server.add_task("producer", "b", ["processing", "processing", "completed"])
+    primary, secondary = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "mountsea", "wait", "producer", "a", "b", "--poll", "0.05"],
+            env=_env(server),
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            timeout=60,
+            check=False,
+        )
+        os.close(secondary)
+        secondary = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(primary)
+        if secondary != -1:
+            os.close(secondary)
+    progress = b"".join(chunks).decode()
+    assert done.returncode == 0
+    assert "\r\x1b[K0 done, 0 failed, 2 pending" in progress
+    assert "2 done, 0 failed, 0 pending" in progress
+    assert progress.endswith("\r\x1b[K")  # the line is cleared at the end
+    assert KEY not in progress
+    assert sorted(done.stdout.decode().splitlines()) == ["producer a completed", "producer b completed"]
+
+
+def test_ctrl_c_mid_batch_then_resume(server: FakeMountsea, tmp_path: Path) -> None:
+    out = tmp_path / "done.jsonl"
+    server.add_task("xai", "quick", ["completed"])
+    server.add_task("xai", "stuck", ["processing"])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mountsea", "wait", "xai", "quick", "stuck", "-o", str(out), "--poll", "0.05"],
+        env=_env(server),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while server.request_count(task_id="stuck") < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+    assert [json.loads(line)["taskId"] for line in out.read_text().splitlines()] == ["quick"]
+
+    server.add_task("xai", "stuck", ["completed"])
+    resumed = _cli(server, "wait", "xai", "quick", "stuck", "-o", str(out), "--resume")
+    assert resumed.returncode == 0
+    assert resumed.stdout.splitlines() == ["xai stuck completed"]
+
+
+def test_debug_logging_shows_requests_but_never_the_key(server: FakeMountsea) -> None:
+    server.add_task("producer", "t", ["completed"])
+    done = _cli(server, "get", "producer", "t", MOUNTSEA_LOG="debug")
+    assert done.returncode == 0
+    assert "mountsea DEBUG GET /producer/tasks taskId=t -> 200" in done.stderr
