@@ -149,6 +149,8 @@ class AsyncMountsea(BaseClient):
         finally:
             for future in running:
                 future.cancel()
+            if running:  # let the cancelled requests unwind before the generator ends
+                await asyncio.wait(running)
 
     async def _run(
         self, poll: Poll, service: Service, task_id: str, on_update: Callable[[Task], object] | None
