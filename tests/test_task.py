@@ -131,6 +131,7 @@ def test_terminal_statuses() -> None:
         ("a\nb", "control characters"),
         ("a\x00b", "control characters"),
         ("a\x7fb", "control characters"),
+        ("a\x85b", "control characters"),
         ("x" * 1025, "1025 characters long; the limit is 1024"),
     ],
 )

@@ -8,6 +8,7 @@ import importlib
 import sys
 import types
 import typing
+import unicodedata
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -112,7 +113,7 @@ def validate_task_id(task_id: object) -> str:
     if len(task_id) > MAX_TASK_ID_LENGTH:
         msg = f"task_id is {len(task_id)} characters long; the limit is {MAX_TASK_ID_LENGTH}"
         raise ValueError(msg)
-    if any(ch.isascii() and not ch.isprintable() for ch in task_id) or "\x7f" in task_id:
+    if any(unicodedata.category(ch) == "Cc" for ch in task_id):  # C0, DEL and C1 controls
         msg = f"task_id must not contain control characters: {task_id[:40]!r}"
         raise ValueError(msg)
     return task_id
