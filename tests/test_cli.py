@@ -270,3 +270,39 @@ def test_debug_logging_shows_requests_but_never_the_key(server: FakeMountsea) ->
     done = _cli(server, "get", "producer", "t", MOUNTSEA_LOG="debug")
     assert done.returncode == 0
     assert "mountsea DEBUG GET /producer/tasks taskId=t -> 200" in done.stderr
+
+
+def test_an_api_error_outranks_the_deadline(server: FakeMountsea) -> None:
+    server.add_task("producer", "slow", ["processing"])
+    done = _cli(server, "wait", "producer", "missing", "slow", "--timeout", "0.5", "--poll", "0.05")
+    assert done.returncode == 4
+    assert "producer task 'missing': HTTP 404" in done.stderr
+    assert "pending: producer:slow" in done.stderr
+
+
+def test_ctrl_c_with_requests_in_flight_exits_at_once(server: FakeMountsea) -> None:
+    server.add_task("producer", "hang", ["processing"])
+    server.inject(Fault.delay(20), times=3)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mountsea", "wait", "producer", "hang", "x", "y"],
+        env=_env(server),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while server.request_count() < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    interrupted = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130
+    assert time.monotonic() - interrupted < 3.0  # not the 20 s the requests would take
+    assert stderr.strip() == "mountsea: interrupted"
+
+
+def test_text_the_terminal_cannot_encode_is_escaped(server: FakeMountsea) -> None:
+    server.set_payload("xai", "s", b'{"taskId": "s", "status": "completed", "result": {"t": "\\ud800"}}')
+    done = _cli(server, "get", "xai", "s")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"] == {"t": "\ud800"}

@@ -212,8 +212,10 @@ def test_redirect_loops_are_not_retried(front: Front, httpx_mock: HTTPXMock) -> 
         (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
         (b'{"taskId": "t-1"}', "'status' must be a string"),
         (b'{"taskId": "t-1", "status": "done", "createdAt": "never"}', "ValueError"),
+        (b'{"taskId": "t-1", "status": "done", "errorCode": 1e999}', "not JSON"),
+        (b'{"taskId": "t-1", "status": "done", "errorCode": NaN}', "not JSON"),
     ],
-    ids=["html", "empty", "truncated", "bad-utf8", "deep", "no-status", "bad-date"],
+    ids=["html", "empty", "truncated", "bad-utf8", "deep", "no-status", "bad-date", "infinite", "nan"],
 )
 def test_unusable_success_answers_raise_response_validation_error(
     front: Front, httpx_mock: HTTPXMock, content: bytes, why: str
@@ -310,3 +312,27 @@ def test_the_key_never_shows(front: Front, httpx_mock: HTTPXMock, caplog: pytest
     texts += [record.getMessage() for record in caplog.records]
     assert caplog.records, "debug logging should have recorded the requests"
     assert not [text for text in texts if KEY in text]
+
+
+def test_a_server_echoing_the_key_does_not_put_it_in_errors_or_tasks(front: Front, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=400, text=f"proxy says: Authorization: Bearer {KEY}")
+    httpx_mock.add_response(json={**_task(), "echo": f"Bearer {KEY}"})
+    with pytest.raises(mountsea.BadRequestError) as caught:
+        _get(front)
+    assert KEY not in str(caught.value)
+    assert caught.value.body == "proxy says: Authorization: Bearer [secure]"
+    assert _get(front).extra == {"echo": "Bearer [secure]"}
+
+
+@pytest.mark.parametrize("api_key", [123, b"sk-bytes", ["k"]])
+def test_a_key_that_is_not_a_str_is_a_configuration_error(front: Front, api_key: object) -> None:
+    with pytest.raises(mountsea.ConfigurationError, match="api_key must be a str"):
+        front.client(api_key=api_key)
+
+
+def test_an_http_client_of_the_wrong_kind_is_rejected(front: Front) -> None:
+    wrong = httpx.AsyncClient() if front.kind == "sync" else httpx.Client()
+    with pytest.raises(mountsea.ConfigurationError, match="http_client must be an httpx"):
+        front.client(api_key=KEY, http_client=wrong)
+    if isinstance(wrong, httpx.Client):
+        wrong.close()

@@ -31,7 +31,8 @@ class Clock:
         """Sleep as the last step asked, send, and feed back ``outcome``."""
         step = self.step
         assert isinstance(step, Send), step
-        self.now += step.delay
+        assert step.at >= self.now
+        self.now = step.at
         self.requests.append(self.now)
         if isinstance(outcome, mountsea.Task):
             self.step = self.poll.on_task(outcome, self.now)
@@ -80,7 +81,7 @@ def test_bad_policies_are_rejected(kwargs: dict[str, float]) -> None:
 
 def test_get_returns_the_first_task_even_if_not_done() -> None:
     clock = Clock(Poll(until_done=False))
-    assert clock.step == Send(0.0, None)
+    assert clock.step == Send(100.0)
     step = clock.answer(make_task("processing"))
     assert isinstance(step, Done)
     assert step.task.raw_status == "processing"
@@ -103,7 +104,7 @@ def test_get_backoff_grows_exponentially_with_downward_jitter() -> None:
     for _ in range(6):
         step = clock.answer(mountsea.APIConnectionError("refused"))
         assert isinstance(step, Send)
-        delays.append(step.delay)
+        delays.append(step.at - clock.now)
     for n, delay in enumerate(delays):
         base = min(8.0, 0.5 * 2**n)
         assert 0.75 * base <= delay <= base
@@ -138,9 +139,9 @@ def test_transient_statuses_are_retried(status: int) -> None:
 def test_retry_after_is_obeyed_and_capped() -> None:
     clock = Clock(Poll(until_done=False))
     step = clock.answer(_server_error(429, retry_after=7.0))
-    assert step == Send(7.0, None)
+    assert step == Send(107.0)
     step = clock.answer(_server_error(503, retry_after=3600.0))
-    assert step == Send(60.0, None)  # MAX_RETRY_AFTER
+    assert step == Send(167.0)  # MAX_RETRY_AFTER
 
 
 def test_wait_polls_on_the_policy_schedule_and_reports_each_change_once() -> None:
@@ -187,17 +188,31 @@ def test_wait_retries_transient_failures_until_the_deadline() -> None:
     assert clock.requests[-1] <= 130.0
 
 
-def test_wait_never_sleeps_past_the_deadline() -> None:
-    clock = Clock(Poll(until_done=True, deadline=100.0 + 4.0, policy=PollPolicy.fixed(1.5)))
+def test_wait_never_sleeps_past_the_deadline_and_polls_once_more_before_it() -> None:
+    poll = Poll(until_done=True, deadline=100.0 + 4.0, policy=PollPolicy.fixed(1.5))
+    clock = Clock(poll)
     while isinstance(clock.step, Send):
-        assert clock.now + clock.step.delay < 104.0
-        assert clock.step.budget is not None
-        assert clock.step.budget == pytest.approx(104.0 - clock.now - clock.step.delay)
+        assert clock.step.at < 104.0
         clock.answer(make_task("processing"))
-    assert clock.requests == [100.0, 101.5, 103.0]
+        budget = poll.budget(clock.now)
+        assert budget == pytest.approx(104.0 - clock.now)
+    # 100, 101.5, 103: then 104.5 would be late, so a last poll goes out at 103.5.
+    assert clock.requests == [100.0, 101.5, 103.0, 103.5]
     assert isinstance(clock.step, Fail)
     assert isinstance(clock.step.error, mountsea.WaitTimeoutError)
     assert str(clock.step.error) == "task not done by the deadline (last status: processing)"
+
+
+def test_the_last_poll_before_the_deadline_can_see_the_task_finish() -> None:
+    clock = Clock(Poll(until_done=True, deadline=100.0 + 1.0, policy=PollPolicy.fixed(1.5)))
+    clock.answer(make_task("processing"))
+    assert clock.step == Send(100.5, make_task("processing"))  # not 101.5: half the time left
+    assert isinstance(clock.answer(make_task("completed")), Done)
+
+
+def test_no_last_poll_when_almost_no_time_is_left() -> None:
+    clock = Clock(Poll(until_done=True, deadline=100.0 + 0.04, policy=PollPolicy.fixed(1.5)))
+    assert isinstance(clock.answer(make_task("processing")), Fail)
 
 
 def test_a_retry_after_beyond_the_deadline_ends_the_wait_now() -> None:

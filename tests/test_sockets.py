@@ -206,11 +206,11 @@ def _batch(front: Front, server: FakeMountsea, method: str, refs: list[Any], **k
 def test_as_completed_yields_in_completion_order_across_services(front: Front, mountsea_server: FakeMountsea) -> None:
     refs = []
     for i, service in enumerate(["producer", "xai"] * 3):
-        mountsea_server.add_task(service, f"t{i}", ["processing"] * (6 - i) + ["completed"])
+        # t5 finishes first, t0 last, 0.15 s apart: far more than a poll interval.
+        mountsea_server.add_task(service, f"t{i}", ["processing", "completed"], step_seconds=0.15 * (6 - i))
         refs.append(mountsea.TaskRef(service, f"t{i}"))  # type: ignore[arg-type]
     tasks = _batch(front, mountsea_server, "as_completed", refs, poll=FAST, max_concurrency=6)
     assert [t.id for t in tasks] == ["t5", "t4", "t3", "t2", "t1", "t0"]
-    assert mountsea_server.request_count() == sum(7 - i for i in range(6))
 
 
 def test_wait_all_returns_input_order_and_failed_tasks(front: Front, mountsea_server: FakeMountsea) -> None:
@@ -275,3 +275,32 @@ def test_per_service_shortcuts_take_plain_ids(front: Front, mountsea_server: Fak
         mountsea_server.add_task("xai", task_id, ["completed"])
     tasks = _run(front, mountsea_server, lambda c: c.xai.tasks.wait_all(["b", "a"], poll=FAST))
     assert [t.id for t in tasks] == ["b", "a"]
+
+
+def test_a_slow_on_update_does_not_push_a_request_past_the_deadline(
+    front: Front, mountsea_server: FakeMountsea
+) -> None:
+    mountsea_server.add_task("producer", "p", ["processing"])
+    started = time.monotonic()
+    with pytest.raises(mountsea.WaitTimeoutError):
+        _run(
+            front,
+            mountsea_server,
+            lambda c: c.producer.tasks.wait("p", timeout=1.0, poll=0.5, on_update=lambda t: time.sleep(0.8)),
+        )
+    first, *_, last = mountsea_server.requests  # the deadline starts just before the first request
+    assert last.time - first.time < 1.0
+    assert time.monotonic() - started < 1.0 + 0.25
+
+
+def test_a_retry_after_past_the_batch_deadline_still_pauses_the_service(
+    front: Front, mountsea_server: FakeMountsea
+) -> None:
+    for task_id in ("a", "b"):
+        mountsea_server.add_task("producer", task_id, ["processing"])
+    mountsea_server.inject(Fault.status(429, retry_after="30"), task_id="a")
+    refs = [mountsea.TaskRef("producer", "a"), mountsea.TaskRef("producer", "b")]
+    with pytest.raises(mountsea.WaitTimeoutError):
+        _batch(front, mountsea_server, "wait_all", refs, poll=FAST, timeout=0.6, max_concurrency=1)
+    limited = next(r for r in mountsea_server.requests if r.fault is not None)
+    assert [r for r in mountsea_server.requests if r.time > limited.time] == []

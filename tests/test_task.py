@@ -49,6 +49,28 @@ def test_failed_tasks_carry_their_error() -> None:
     assert (task.done, task.succeeded, task.error_message, task.error_code) == (True, False, "nsfw", 4001)
 
 
+def test_documented_optional_fields_sent_as_null_read_as_absent() -> None:
+    payload = {"taskId": "t", "status": "pending", "result": None, "errorMessage": None, "errorCode": None}
+    payload |= {"createdAt": None, "finishedAt": None, "traceId": None, "other": None}
+    task = parse_task(SERVICES["xai"], payload)
+    assert (task.result, task.error_message, task.created_at, task.finished_at, task.trace_id) == (None,) * 5
+    assert task.extra == {"other": None}  # an unknown field keeps its null
+
+
+def test_to_dict_writes_the_api_names_and_timestamps_as_the_api_does() -> None:
+    task = parse_task(SERVICES["producer"], {**COMPLETED, "progress": 1})
+    assert task.to_dict() == {
+        "service": "producer",
+        "taskId": "t-1",
+        "status": "completed",
+        "result": {"audios": [{"url": "https://cdn.example/a.mp3"}]},
+        "createdAt": "2026-11-23T08:00:00.000Z",
+        "finishedAt": "2026-11-23T08:01:30.000Z",
+        "traceId": "tr-9",
+        "progress": 1,
+    }
+
+
 def test_naive_timestamps_are_read_as_utc() -> None:
     task = parse_task(SERVICES["producer"], {"taskId": "t", "status": "pending", "createdAt": "2026-11-23T08:00:00"})
     assert task.created_at == datetime.datetime(2026, 11, 23, 8, tzinfo=datetime.UTC)
@@ -89,6 +111,9 @@ def test_an_unknown_status_is_kept_raw_and_not_done() -> None:
         ({"taskId": "t", "status": "pending", "errorMessage": ["a"]}, "field 'error_message' has the wrong type"),
         ({"taskId": "t", "status": "completed", "result": [1, 2]}, "field 'result' has the wrong type"),
         ({"taskId": "t", "status": "completed", "result": "ok"}, "field 'result' has the wrong type"),
+        ({"taskId": "t", "status": "pending", "createdAt": "9999-12-31T23:59:59-12:00"}, "out of range"),
+        ({"taskId": "t", "status": "pending", "finishedAt": "0001-01-01T00:00:00+01:00"}, "out of range"),
+        ({"taskId": "t", "status": "pending", "errorCode": float("inf")}, "field 'error_code' has the wrong type"),
     ],
 )
 @pytest.mark.parametrize("service", SERVICE_NAMES)

@@ -45,7 +45,14 @@ class AsyncMountsea(BaseClient):
         max_retries: int = 2,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        super().__init__(api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+        super().__init__(
+            api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=http_client,
+            http_client_type=httpx.AsyncClient,
+        )
         self._owns_http = http_client is None
         self._http = (
             http_client
@@ -163,10 +170,9 @@ class AsyncMountsea(BaseClient):
                 return step.task
             if isinstance(step, Fail):
                 raise step.error
-            if step.delay > 0:
-                await asyncio.sleep(step.delay)
+            await asyncio.sleep(max(0.0, step.at - time.monotonic()))
             try:
-                task = await self._fetch(service, task_id, step.budget)
+                task = await self._fetch(service, task_id, poll.budget(time.monotonic()))
             except APIError as exc:
                 step = poll.on_error(exc, time.monotonic())
             else:

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import httpx
 
-from ._errors import APIError, ConfigurationError
+from ._errors import APIError, APITimeoutError, ConfigurationError
 from ._generated import Service
 from ._polling import DEFAULT_POLL_POLICY, Poll, PollPolicy
 from ._response import read_answer, transport_error
@@ -47,8 +47,11 @@ def _configure_logging() -> None:
     logger.setLevel(level)
 
 
-def _api_key(api_key: str | None) -> str:
+def _api_key(api_key: object) -> str:
     key = api_key if api_key is not None else os.environ.get("MOUNTSEA_API_KEY")
+    if key is not None and not isinstance(key, str):
+        msg = f"api_key must be a str, not {type(key).__name__}"
+        raise ConfigurationError(msg)
     if not key or not key.strip():
         msg = "No API key: pass Mountsea(api_key=...) or set the MOUNTSEA_API_KEY environment variable."
         raise ConfigurationError(msg)
@@ -128,7 +131,12 @@ class BaseClient:
         base_url: str | None,
         timeout: float | httpx.Timeout | None,
         max_retries: int,
+        http_client: object,
+        http_client_type: type,
     ) -> None:
+        if http_client is not None and not isinstance(http_client, http_client_type):
+            msg = f"http_client must be an {http_client_type.__module__}.{http_client_type.__name__}, not {type(http_client).__name__}"
+            raise ConfigurationError(msg)
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             msg = f"max_retries must be an int >= 0, not {max_retries!r}"
             raise ValueError(msg)
@@ -190,7 +198,13 @@ class BaseClient:
         )
 
     def _request(self, service: Service, task_id: str, budget: float | None) -> dict[str, Any]:
-        """Keyword arguments for ``httpx.Client.request`` to read one task."""
+        """Keyword arguments for ``httpx.Client.request`` to read one task.
+
+        Raises `APITimeoutError` when the ``budget`` left before a deadline is already spent.
+        """
+        if budget is not None and budget <= 0:
+            msg = f"{service.name} task {task_id!r}: no time left before the deadline to send the request"
+            raise APITimeoutError(msg, service=service.name, task_id=task_id)
         generated = service.request_kwargs(task_id=task_id)  # method, path and query, as the spec says
         return {
             "method": generated["method"].upper(),
@@ -210,7 +224,11 @@ class BaseClient:
             response.status_code,
             response.elapsed.total_seconds() * 1000,
         )
-        return read_answer(service, task_id, response.status_code, response.headers, response.content, time.time())
+        # A server (or a proxy) that echoes the request back must not put the key into
+        # a Task, an error message or an error's body.
+        secret = self._headers["authorization"].removeprefix("Bearer ").encode()
+        content = response.content.replace(secret, b"[secure]")
+        return read_answer(service, task_id, response.status_code, response.headers, content, time.time())
 
     def _failed(self, exc: httpx.HTTPError, service: Service, task_id: str) -> APIError:
         error = transport_error(exc, service, task_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -40,6 +41,9 @@ _EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (OSError, EXIT_USAGE),
     (mountsea.MountseaError, EXIT_API),
 )
+
+
+_PENDING_SHOWN = 20  # pending tasks named when the deadline passes; --output keeps the rest
 
 
 class _UsageError(Exception):
@@ -227,8 +231,12 @@ def _wait(client: mountsea.Mountsea, args: argparse.Namespace) -> int:
             progress.finished(task)
     except mountsea.WaitTimeoutError as exc:
         progress.clear()
-        _error(f"{exc}; pending: {' '.join(_ref_text(item) for item in exc.pending)}")
-        return max(status, EXIT_DEADLINE)
+        for error in exc.errors.values():
+            _error(str(error))
+        shown = " ".join(_ref_text(item) for item in exc.pending[:_PENDING_SHOWN])
+        more = f" and {len(exc.pending) - _PENDING_SHOWN} more" if len(exc.pending) > _PENDING_SHOWN else ""
+        _error(f"{exc}; pending: {shown}{more}")
+        return EXIT_API if exc.errors else max(status, EXIT_DEADLINE)
     except mountsea.BatchError as exc:
         progress.clear()
         for error in exc.errors.values():
@@ -251,6 +259,11 @@ def _error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    # A task may carry text that the terminal's encoding cannot show (a lone surrogate,
+    # say): escape it rather than crash.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = _parser().parse_args(argv)
         with mountsea.Mountsea(base_url=args.base_url) as client:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
+from functools import partial
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -25,6 +28,8 @@ from ._scheduler import Scheduler, Tracked
 from ._task import Task, TaskRef
 
 __all__ = ["Mountsea", "ServiceClient", "Tasks"]
+
+T = TypeVar("T")
 
 
 class Mountsea(BaseClient):
@@ -45,7 +50,14 @@ class Mountsea(BaseClient):
         max_retries: int = 2,
         http_client: httpx.Client | None = None,
     ) -> None:
-        super().__init__(api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+        super().__init__(
+            api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=http_client,
+            http_client_type=httpx.Client,
+        )
         self._owns_http = http_client is None
         self._http = (
             http_client if http_client is not None else httpx.Client(max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS)
@@ -125,8 +137,7 @@ class Mountsea(BaseClient):
 
     def _drive(self, scheduler: Scheduler, on_update: Callable[[Task], object] | None) -> Iterator[Task]:
         running: dict[futures.Future[Task | APIError], Tracked] = {}
-        workers = min(scheduler.max_concurrency, max(len(scheduler), 1))
-        pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mountsea")
+        pool = _Workers(min(scheduler.max_concurrency, max(len(scheduler), 1)))
         try:
             while True:
                 yield from scheduler.take_ready()
@@ -134,7 +145,7 @@ class Mountsea(BaseClient):
                 if scheduler.over(now):
                     return
                 for tracked in scheduler.due(now):
-                    running[pool.submit(self._outcome, tracked.ref, scheduler.budget(now))] = tracked
+                    running[pool.submit(partial(self._outcome, tracked.ref, scheduler.budget(now)))] = tracked
                 wakeup = scheduler.wakeup()
                 pause = None if wakeup is None else max(0.0, wakeup - now)
                 if not running:
@@ -146,7 +157,7 @@ class Mountsea(BaseClient):
                     if update is not None and on_update is not None:
                         on_update(update)
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown()
 
     def _run(self, poll: Poll, service: Service, task_id: str, on_update: Callable[[Task], object] | None) -> Task:
         step = poll.start(time.monotonic())
@@ -157,14 +168,50 @@ class Mountsea(BaseClient):
                 return step.task
             if isinstance(step, Fail):
                 raise step.error
-            if step.delay > 0:
-                time.sleep(step.delay)
+            time.sleep(max(0.0, step.at - time.monotonic()))
             try:
-                task = self._fetch(service, task_id, step.budget)
+                task = self._fetch(service, task_id, poll.budget(time.monotonic()))
             except APIError as exc:
                 step = poll.on_error(exc, time.monotonic())
             else:
                 step = poll.on_task(task, time.monotonic())
+
+
+class _Workers:
+    """At most ``size`` daemon threads running submitted calls.
+
+    Not a ThreadPoolExecutor: its threads hold up interpreter exit until their requests
+    end, so Ctrl-C during a batch would hang for up to a request timeout.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._threads: list[threading.Thread] = []
+        self._jobs: queue.SimpleQueue[tuple[futures.Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+
+    def submit(self, call: Callable[[], T]) -> futures.Future[T]:
+        """Run ``call`` on a worker; its result or exception lands in the returned future."""
+        future: futures.Future[T] = futures.Future()
+        if len(self._threads) < self._size:  # started on demand, never more than size
+            thread = threading.Thread(target=self._work, name="mountsea-worker", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._jobs.put((future, call))
+        return future
+
+    def shutdown(self) -> None:
+        """Let each worker end once the calls already submitted are done."""
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, call = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call())
+                except BaseException as exc:  # handed to the waiting thread, which re-raises it
+                    future.set_exception(exc)
 
 
 class Tasks:

@@ -5,9 +5,9 @@ back what happened with the time it happened::
 
     step = poll.start(now())
     while isinstance(step, Send):
-        sleep(step.delay)
+        sleep_until(step.at)
         try:
-            task = fetch(timeout=step.budget)
+            task = fetch(timeout=poll.budget(now()))  # time left, measured as it is sent
         except APIError as exc:
             step = poll.on_error(exc, now())
         else:
@@ -90,12 +90,18 @@ class PollPolicy:
 DEFAULT_POLL_POLICY: Final = PollPolicy()
 
 
+# A last poll, when the schedule's next one would fall past the deadline, goes out this
+# long before it (or half the time left, if less), so a task that finished in time is
+# seen in time; with less than MIN_FINAL_BUDGET left there is no point in asking.
+FINAL_POLL_RESERVE: Final = 1.0
+MIN_FINAL_BUDGET: Final = 0.05
+
+
 @attrs.frozen
 class Send:
-    """Sleep ``delay`` seconds, then request the task with at most ``budget`` seconds left."""
+    """Sleep until ``at`` (on the caller's monotonic clock), then request the task."""
 
-    delay: float
-    budget: float | None  # None: no deadline, use the client's own timeout
+    at: float
     update: Task | None = None  # a status change to report to `on_update` first
 
 
@@ -139,10 +145,15 @@ class Poll:
     polls: int = 0  # answers received
     failures: int = 0  # transient failures in a row
     _warned: bool = False
+    _final_poll: bool = False  # the last poll before the deadline was scheduled
 
     def start(self, now: float) -> Step:
         """The first step: request at once."""
         return self._send(0.0, now)
+
+    def budget(self, now: float) -> float | None:
+        """Seconds a request sent at ``now`` may take (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - now
 
     def on_task(self, task: Task, now: float) -> Step:
         """A Task arrived at ``now``."""
@@ -163,7 +174,7 @@ class Poll:
             if self.raise_on_failure and not task.succeeded:
                 return Fail(TaskFailedError(task), update)
             return Done(task, update)
-        return self._send(self.policy.delay(self.polls, self.rng), now, update)
+        return self._send(self.policy.delay(self.polls, self.rng), now, update, final_poll=True)
 
     def on_error(self, error: APIError, now: float) -> Step:
         """A request failed at ``now`` with ``error``: retry it, or stop with it."""
@@ -178,15 +189,17 @@ class Poll:
             step.error.__cause__ = error  # the deadline passed while retrying this
         return step
 
-    def _send(self, delay: float, now: float, update: Task | None = None) -> Send | Fail:
-        if self.deadline is None:
-            return Send(delay, None, update)
-        budget = self.deadline - (now + delay)
-        if budget <= 0:
-            # The next request could not start before the deadline: say so now
-            # rather than sleep into it.
-            return Fail(self.timeout_error(), update)
-        return Send(delay, budget, update)
+    def _send(self, delay: float, now: float, update: Task | None = None, *, final_poll: bool = False) -> Send | Fail:
+        at = now + delay
+        if self.deadline is None or at < self.deadline:
+            return Send(at, update)
+        left = self.deadline - now
+        if final_poll and not self._final_poll and left > MIN_FINAL_BUDGET:
+            self._final_poll = True
+            return Send(self.deadline - min(FINAL_POLL_RESERVE, left / 2), update)
+        # No request can start before the deadline (a Retry-After or backoff reaches
+        # past it, or the last poll was made): say so now rather than sleep into it.
+        return Fail(self.timeout_error(), update)
 
     def timeout_error(self) -> WaitTimeoutError:
         """The error for a deadline that passed, carrying the last Task seen."""

@@ -6,6 +6,7 @@ Nothing the generated code, ``json`` or httpx raises gets past this module untra
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,9 +22,23 @@ __all__ = ["read_answer", "transport_error"]
 _EXCERPT = 200  # characters of a body quoted in an error message
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: JSON has no infinity, and we would print invalid JSON
+        msg = f"number out of range: {text[:20]}"
+        raise ValueError(msg)
+    return value
+
+
+def _no_constants(name: str) -> Any:
+    msg = f"{name} is not JSON"
+    raise ValueError(msg)
+
+
 def _decode(content: bytes) -> Any:
-    """The JSON body, or raise ValueError (bad JSON, bad UTF-8) / RecursionError (deep nesting)."""
-    return json.loads(content)
+    """The JSON body, or raise ValueError (bad JSON, bad UTF-8, NaN or infinite numbers) or
+    RecursionError (deep nesting)."""
+    return json.loads(content, parse_float=_finite, parse_constant=_no_constants)
 
 
 def _excerpt(body: Any) -> str:

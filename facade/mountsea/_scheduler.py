@@ -20,7 +20,7 @@ import heapq
 import itertools
 import random
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, TypeGuard
 
 import attrs
 
@@ -35,6 +35,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._polling import Done, Poll, PollPolicy, Send
+from ._retry import MAX_RETRY_AFTER
 from ._task import Task, TaskRef
 
 __all__ = ["Scheduler", "Tracked"]
@@ -147,11 +148,12 @@ class Scheduler:
             step = tracked.poll.on_task(outcome, now)
         else:
             step = tracked.poll.on_error(outcome, now)
-            if isinstance(step, Send) and _pauses_service(outcome):
-                end = now + step.delay
+            if _pauses_service(outcome):
+                # However this task fares, its service asked for quiet: every task waits.
+                end = step.at if isinstance(step, Send) else now + min(outcome.retry_after or 0.0, MAX_RETRY_AFTER)
                 self._paused[tracked.ref.service] = max(self._paused.get(tracked.ref.service, 0.0), end)
         if isinstance(step, Send):
-            self._push(now + step.delay, tracked)
+            self._push(step.at, tracked)
         elif isinstance(step, Done):
             tracked.result = step.task
             self._ready.append(step.task)
@@ -199,7 +201,7 @@ def _as_ref(item: object) -> TaskRef:
     raise ValueError(msg)
 
 
-def _pauses_service(error: MountseaError) -> bool:
+def _pauses_service(error: MountseaError) -> TypeGuard[APIStatusError]:
     # The server is asking for less traffic: every task of the service should back off.
     return isinstance(error, RateLimitError) or (
         isinstance(error, APIStatusError) and error.status_code == 503 and error.retry_after is not None

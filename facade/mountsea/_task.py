@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import enum
 import importlib
+import math
 import sys
 import types
 import typing
@@ -47,7 +48,12 @@ def _summary(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_NO_EXTRA: Final[Mapping[str, Any]] = types.MappingProxyType({})  # shared: most tasks have none
+
+
 def _read_only(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    if not value:
+        return _NO_EXTRA
     return value if isinstance(value, types.MappingProxyType) else types.MappingProxyType(dict(value))
 
 
@@ -95,8 +101,9 @@ class Task:
         data: dict[str, Any] = {"service": self.service, **self.extra}
         for name, (_, key) in _FIELDS.items():
             value = self.raw_status if name == "status" else getattr(self, name)
-            if isinstance(value, datetime.datetime):
-                value = value.isoformat().replace("+00:00", "Z")
+            if isinstance(value, datetime.datetime):  # as the API writes them: ms precision, Z
+                timespec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
+                value = value.isoformat(timespec=timespec).replace("+00:00", "Z")
             if value is not None:
                 data[key] = value
         return data
@@ -147,6 +154,7 @@ _FIELDS: Final = {
     "trace_id": ("trace_id", "traceId"),
 }
 _KNOWN_KEYS: Final = frozenset(key for _, key in _FIELDS.values())
+_NULLABLE_KEYS: Final = _KNOWN_KEYS - {"taskId", "status"}
 
 
 def _hints(model: type[TaskModel]) -> dict[str, Any]:
@@ -184,7 +192,7 @@ def _conforms(value: object, hint: Any) -> bool:
     if isinstance(value, bool) and origin is not bool:
         return False  # JSON true is not a number
     if origin is float:
-        return isinstance(value, int | float)
+        return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
     return isinstance(value, origin)
 
 
@@ -217,13 +225,16 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
     if not isinstance(raw_status, str):
         why = f"'status' must be a string, got {_summary(raw_status)}"
         raise invalid(why)
+    # A documented optional field sent as null reads as absent (the generated parser
+    # would choke on a null date).
+    payload = {k: v for k, v in payload.items() if v is not None or k not in _NULLABLE_KEYS}
     if raw_status not in service.status_enum._value2member_map_:
         # The generated enum rejects values it does not know; parse the rest with a
         # stand-in so a status the API adds later becomes UNKNOWN, not an error.
         payload = {**payload, "status": next(iter(service.status_enum)).value}
     try:
         model = service.model.from_dict(payload)
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
         why = f"{type(exc).__name__}: {_summary(str(exc))}"
         raise invalid(why) from exc
 
@@ -241,6 +252,11 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
 
     result = values.get("result")
     status = TaskStatus(raw_status) if raw_status in TaskStatus._value2member_map_ else TaskStatus.UNKNOWN
+    try:
+        created_at, finished_at = _aware(values.get("created_at")), _aware(values.get("finished_at"))
+    except OverflowError as exc:  # a valid timestamp that does not fit in UTC (year 1 or 9999)
+        why = f"a timestamp is out of range: {exc}"
+        raise invalid(why) from exc
     return Task(
         id=values["task_id"],
         service=service.name,
@@ -249,8 +265,8 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
         result=result.to_dict() if result is not None else None,
         error_message=values.get("error_message"),
         error_code=values.get("error_code"),
-        created_at=_aware(values.get("created_at")),
-        finished_at=_aware(values.get("finished_at")),
+        created_at=created_at,
+        finished_at=finished_at,
         trace_id=values.get("trace_id"),
         extra={key: value for key, value in model.to_dict().items() if key not in _KNOWN_KEYS},
     )
