@@ -180,24 +180,36 @@ def test_a_bad_line_in_the_id_file_is_a_usage_error(server: FakeMountsea, tmp_pa
     assert server.request_count() == 0
 
 
-def test_ctrl_c_exits_130_without_a_traceback(server: FakeMountsea) -> None:
-    server.add_task("producer", "t", ["processing"])
+def _interrupt(
+    server: FakeMountsea, *args: str, after_requests: int, task_id: str | None = None
+) -> tuple[int, str, float]:
+    """Run the CLI, press Ctrl-C once the server has seen ``after_requests`` requests.
+
+    Returns the exit code, stderr, and the seconds the process took to exit after the signal.
+    """
     process = subprocess.Popen(
-        [sys.executable, "-m", "mountsea", "wait", "producer", "t", "--poll", "0.05"],
+        [sys.executable, "-m", "mountsea", *args],
         env=_env(server),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     deadline = time.monotonic() + 20
-    while server.request_count() < 2 and time.monotonic() < deadline:
+    while server.request_count(task_id=task_id) < after_requests and time.monotonic() < deadline:
         time.sleep(0.02)
+    interrupted = time.monotonic()
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=20)
-    assert process.returncode == 130
-    assert "Traceback" not in stderr
-    assert stderr.strip() == "mountsea: interrupted"
     assert KEY not in stdout + stderr
+    assert "Traceback" not in stderr
+    return process.returncode, stderr, time.monotonic() - interrupted
+
+
+def test_ctrl_c_exits_130_without_a_traceback(server: FakeMountsea) -> None:
+    server.add_task("producer", "t", ["processing"])
+    code, stderr, _ = _interrupt(server, "wait", "producer", "t", "--poll", "0.05", after_requests=2)
+    assert code == 130
+    assert stderr.strip() == "mountsea: interrupted"
 
 
 def test_progress_redraws_on_a_terminal_only(server: FakeMountsea) -> None:
@@ -243,20 +255,9 @@ def test_ctrl_c_mid_batch_then_resume(server: FakeMountsea, tmp_path: Path) -> N
     out = tmp_path / "done.jsonl"
     server.add_task("xai", "quick", ["completed"])
     server.add_task("xai", "stuck", ["processing"])
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mountsea", "wait", "xai", "quick", "stuck", "-o", str(out), "--poll", "0.05"],
-        env=_env(server),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 20
-    while server.request_count(task_id="stuck") < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=20)
-    assert process.returncode == 130
-    assert "Traceback" not in stderr
+    args = ("wait", "xai", "quick", "stuck", "-o", str(out), "--poll", "0.05")
+    code, _, _ = _interrupt(server, *args, after_requests=3, task_id="stuck")
+    assert code == 130
     assert [json.loads(line)["taskId"] for line in out.read_text().splitlines()] == ["quick"]
 
     server.add_task("xai", "stuck", ["completed"])
@@ -283,21 +284,9 @@ def test_an_api_error_outranks_the_deadline(server: FakeMountsea) -> None:
 def test_ctrl_c_with_requests_in_flight_exits_at_once(server: FakeMountsea) -> None:
     server.add_task("producer", "hang", ["processing"])
     server.inject(Fault.delay(20), times=3)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mountsea", "wait", "producer", "hang", "x", "y"],
-        env=_env(server),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 20
-    while server.request_count() < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    interrupted = time.monotonic()
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=20)
-    assert process.returncode == 130
-    assert time.monotonic() - interrupted < 3.0  # not the 20 s the requests would take
+    code, stderr, took = _interrupt(server, "wait", "producer", "hang", "x", "y", after_requests=3)
+    assert code == 130
+    assert took < 3.0  # not the 20 s the requests would take
     assert stderr.strip() == "mountsea: interrupted"
 
 
