@@ -53,11 +53,10 @@ class AsyncMountsea(BaseClient):
             http_client=http_client,
             http_client_type=httpx.AsyncClient,
         )
-        self._owns_http = http_client is None
         self._http = (
             http_client
             if http_client is not None
-            else httpx.AsyncClient(max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS)
+            else httpx.AsyncClient(headers=self._headers, max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS)
         )
         self.producer = AsyncServiceClient(self, SERVICES["producer"])
         self.xai = AsyncServiceClient(self, SERVICES["xai"])
@@ -170,7 +169,8 @@ class AsyncMountsea(BaseClient):
                 return step.task
             if isinstance(step, Fail):
                 raise step.error
-            await asyncio.sleep(max(0.0, step.at - time.monotonic()))
+            if (pause := step.at - time.monotonic()) > 0:
+                await asyncio.sleep(pause)
             try:
                 task = await self._fetch(service, task_id, poll.budget(time.monotonic()))
             except APIError as exc:

@@ -141,6 +141,7 @@ class BaseClient:
             msg = f"max_retries must be an int >= 0, not {max_retries!r}"
             raise ValueError(msg)
         # httpx.Headers prints "[secure]" for Authorization in any repr.
+        self._owns_http = http_client is None
         self._headers = httpx.Headers({"Authorization": f"Bearer {_api_key(api_key)}", "Accept": "application/json"})
         self.base_url = _base_url(base_url)
         self.timeout = _timeout(timeout)
@@ -210,25 +211,25 @@ class BaseClient:
             "method": generated["method"].upper(),
             "url": self.base_url + generated["url"],
             "params": generated.get("params"),
-            "headers": self._headers,
+            # A client we built carries the headers already (cheaper than merging them
+            # into every request); one passed in gets them per request, left unchanged.
+            "headers": None if self._owns_http else self._headers,
             "timeout": _clip(self.timeout, budget),
             # httpx drops Authorization when a redirect leaves the origin.
             "follow_redirects": True,
         }
 
     def _answer(self, service: Service, task_id: str, response: httpx.Response) -> Task:
-        logger.debug(
-            "GET %s taskId=%s -> %s in %.0f ms",
-            response.request.url.path,
-            task_id,
-            response.status_code,
-            response.elapsed.total_seconds() * 1000,
-        )
-        # A server (or a proxy) that echoes the request back must not put the key into
-        # a Task, an error message or an error's body.
+        if logger.isEnabledFor(logging.DEBUG):  # the arguments cost more than the call
+            elapsed = response.elapsed.total_seconds() * 1000
+            path = response.request.url.path
+            logger.debug("GET %s taskId=%s -> %s in %.0f ms", path, task_id, response.status_code, elapsed)
+        # The key is passed along so that an answer echoing it (a proxy error page that
+        # quotes the request, say) cannot carry it into an error message or body.
         secret = self._headers["authorization"].removeprefix("Bearer ").encode()
-        content = response.content.replace(secret, b"[secure]")
-        return read_answer(service, task_id, response.status_code, response.headers, content, time.time())
+        return read_answer(
+            service, task_id, response.status_code, response.headers, response.content, time.time(), secret=secret
+        )
 
     def _failed(self, exc: httpx.HTTPError, service: Service, task_id: str) -> APIError:
         error = transport_error(exc, service, task_id)

@@ -58,9 +58,10 @@ class Mountsea(BaseClient):
             http_client=http_client,
             http_client_type=httpx.Client,
         )
-        self._owns_http = http_client is None
         self._http = (
-            http_client if http_client is not None else httpx.Client(max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS)
+            http_client
+            if http_client is not None
+            else httpx.Client(headers=self._headers, max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS)
         )
         self.producer = ServiceClient(self, SERVICES["producer"])
         self.xai = ServiceClient(self, SERVICES["xai"])
@@ -168,7 +169,8 @@ class Mountsea(BaseClient):
                 return step.task
             if isinstance(step, Fail):
                 raise step.error
-            time.sleep(max(0.0, step.at - time.monotonic()))
+            if (pause := step.at - time.monotonic()) > 0:
+                time.sleep(pause)
             try:
                 task = self._fetch(service, task_id, poll.budget(time.monotonic()))
             except APIError as exc:

@@ -51,22 +51,37 @@ def _excerpt(body: Any) -> str:
 
 
 def read_answer(
-    service: Service, task_id: str, status_code: int, headers: Mapping[str, str], content: bytes, now: float
+    service: Service,
+    task_id: str,
+    status_code: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    now: float,
+    *,
+    secret: bytes = b"",
 ) -> Task:
     """The Task in a 2xx answer, or raise the typed error the answer stands for.
 
-    ``now`` is the Unix time, for a ``Retry-After`` given as an HTTP date.
+    ``now`` is the Unix time, for a ``Retry-After`` given as an HTTP date. Wherever an
+    error would quote the answer, ``secret`` (the API key) is replaced by ``[secure]``.
     """
     where = f"{service.name} task {task_id!r}"
     if 200 <= status_code <= 299:
         try:
             payload = _decode(content)
         except (ValueError, RecursionError) as exc:
-            text = content[:_EXCERPT].decode("utf-8", "replace")
+            text = _redact(content, secret)[:_EXCERPT].decode("utf-8", "replace")
             message = f"{where}: the {status_code} answer is not JSON: {_excerpt(text) or '(empty body)'}"
             raise ResponseValidationError(message, body=text, service=service.name, task_id=task_id) from exc
-        return parse_task(service, payload, task_id=task_id)
+        try:
+            return parse_task(service, payload, task_id=task_id)
+        except ResponseValidationError:
+            if secret and secret in content:
+                message = f"{where}: invalid TaskResultDto (details withheld: the answer quotes the API key)"
+                raise ResponseValidationError(message, service=service.name, task_id=task_id) from None
+            raise
 
+    content = _redact(content, secret)
     try:
         body: Any = _decode(content)
     except (ValueError, RecursionError):
@@ -83,6 +98,10 @@ def read_answer(
         service=service.name,
         task_id=task_id,
     )
+
+
+def _redact(content: bytes, secret: bytes) -> bytes:
+    return content.replace(secret, b"[secure]") if secret else content
 
 
 def transport_error(exc: httpx.HTTPError, service: Service, task_id: str) -> APIError:

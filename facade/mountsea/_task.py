@@ -157,16 +157,26 @@ _KNOWN_KEYS: Final = frozenset(key for _, key in _FIELDS.values())
 _NULLABLE_KEYS: Final = _KNOWN_KEYS - {"taskId", "status"}
 
 
-def _hints(model: type[TaskModel]) -> dict[str, Any]:
-    # The generated modules import nested models under TYPE_CHECKING only, so resolve
-    # annotations with the models package's namespace as well.
-    module = sys.modules[model.__module__]
-    package = importlib.import_module(model.__module__.rsplit(".", 1)[0])
-    hints = typing.get_type_hints(model, globalns={**vars(package), **vars(module)})
-    return {f.name: hints[f.name] for f in attrs.fields(typing.cast(Any, model)) if f.init}
+@attrs.frozen
+class _FieldCheck:
+    """What one generated model field accepts, compiled once from its annotation."""
 
+    name: str
+    kinds: tuple[type, ...]  # the value must be an instance of one of these
+    optional: bool  # not required by the spec: absent, or null, reads as None
+    nullable: bool
+    anything: bool  # an annotation this check does not look into
 
-_HINTS: Final = {name: _hints(service.model) for name, service in SERVICES.items()}
+    def fits(self, value: object) -> bool:
+        if self.anything:
+            return True
+        if value is None:
+            return self.nullable
+        if isinstance(value, bool):  # JSON true is not a number
+            return bool in self.kinds
+        if float in self.kinds and isinstance(value, int | float):
+            return not isinstance(value, float) or math.isfinite(value)
+        return isinstance(value, self.kinds)
 
 
 def _is_unset_type(hint: Any) -> bool:
@@ -178,22 +188,30 @@ def _is_unset(value: object) -> bool:
     return _is_unset_type(type(value))
 
 
-def _conforms(value: object, hint: Any) -> bool:
-    """True if ``value`` fits the generated annotation ``hint`` (unions, classes, None)."""
-    if hint is Any:
-        return True
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return any(_conforms(value, arm) for arm in typing.get_args(hint))
-    if hint is None or hint is type(None):
-        return value is None
-    origin = typing.get_origin(hint) or hint
-    if not isinstance(origin, type):
-        return True  # a typing construct the generator does not use for fields today
-    if isinstance(value, bool) and origin is not bool:
-        return False  # JSON true is not a number
-    if origin is float:
-        return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
-    return isinstance(value, origin)
+def _field_check(name: str, hint: Any) -> _FieldCheck:
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    arms = typing.get_args(hint) if union else (hint,)
+    kinds = [typing.get_origin(arm) or arm for arm in arms if not _is_unset_type(arm) and arm not in (None, type(None))]
+    return _FieldCheck(
+        name=name,
+        kinds=tuple(kind for kind in kinds if isinstance(kind, type)),
+        optional=any(_is_unset_type(arm) for arm in arms),
+        nullable=any(arm in (None, type(None)) for arm in arms),
+        anything=any(kind is Any or not isinstance(kind, type) for kind in kinds),
+    )
+
+
+def _field_checks(model: type[TaskModel]) -> tuple[_FieldCheck, ...]:
+    # The generated modules import nested models under TYPE_CHECKING only, so resolve
+    # annotations with the models package's namespace as well.
+    module = sys.modules[model.__module__]
+    package = importlib.import_module(model.__module__.rsplit(".", 1)[0])
+    hints = typing.get_type_hints(model, globalns={**vars(package), **vars(module)})
+    return tuple(_field_check(f.name, hints[f.name]) for f in attrs.fields(typing.cast(Any, model)) if f.init)
+
+
+# Compiled at import: parsing an answer then costs a few isinstance calls per field.
+_CHECKS: Final = {name: _field_checks(service.model) for name, service in SERVICES.items()}
 
 
 def _aware(value: object) -> datetime.datetime | None:
@@ -239,15 +257,14 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
         raise invalid(why) from exc
 
     values: dict[str, Any] = {}
-    for name, hint in _HINTS[service.name].items():
-        value = getattr(model, name)
-        optional = any(_is_unset_type(arm) for arm in typing.get_args(hint))
-        if _is_unset(value) or (value is None and optional):
-            values[name] = None  # absent, or an optional field sent as null
-        elif _conforms(value, hint):
-            values[name] = value
+    for check in _CHECKS[service.name]:
+        value = getattr(model, check.name)
+        if _is_unset(value) or (value is None and check.optional):
+            values[check.name] = None  # absent, or an optional field sent as null
+        elif check.fits(value):
+            values[check.name] = value
         else:
-            why = f"field {name!r} has the wrong type: {_summary(value)}"
+            why = f"field {check.name!r} has the wrong type: {_summary(value)}"
             raise invalid(why)
 
     result = values.get("result")
@@ -268,5 +285,7 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
         created_at=created_at,
         finished_at=finished_at,
         trace_id=values.get("trace_id"),
-        extra={key: value for key, value in model.to_dict().items() if key not in _KNOWN_KEYS},
+        # Everything the answer holds beyond the documented fields, as sent: unknown
+        # fields and fields a newer spec added alike.
+        extra={key: value for key, value in payload.items() if key not in _KNOWN_KEYS},
     )
