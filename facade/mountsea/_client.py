@@ -5,11 +5,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import typing
 from collections.abc import Callable, Iterable, Iterator
-from concurrent import futures
 from functools import partial
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self
 
 import httpx
 
@@ -28,8 +28,6 @@ from ._scheduler import Scheduler, Tracked
 from ._task import Task, TaskRef
 
 __all__ = ["Mountsea", "ServiceClient", "Tasks"]
-
-T = TypeVar("T")
 
 
 class Mountsea(BaseClient):
@@ -137,7 +135,6 @@ class Mountsea(BaseClient):
             return exc
 
     def _drive(self, scheduler: Scheduler, on_update: Callable[[Task], object] | None) -> Iterator[Task]:
-        running: dict[futures.Future[Task | APIError], Tracked] = {}
         pool = _Workers(min(scheduler.max_concurrency, max(len(scheduler), 1)))
         try:
             while True:
@@ -146,15 +143,14 @@ class Mountsea(BaseClient):
                 if scheduler.over(now):
                     return
                 for tracked in scheduler.due(now):
-                    running[pool.submit(partial(self._outcome, tracked.ref, scheduler.budget(now)))] = tracked
+                    pool.submit(tracked, partial(self._outcome, tracked.ref, scheduler.budget(now)))
                 wakeup = scheduler.wakeup()
                 pause = None if wakeup is None else max(0.0, wakeup - now)
-                if not running:
+                if not scheduler.in_flight:
                     time.sleep(pause or 0.0)
                     continue
-                done, _ = futures.wait(running, timeout=pause, return_when=futures.FIRST_COMPLETED)
-                for future in done:
-                    update = scheduler.on_outcome(running.pop(future), future.result(), time.monotonic())
+                for tracked, outcome in pool.finished(timeout=pause):
+                    update = scheduler.on_outcome(tracked, outcome, time.monotonic())
                     if update is not None and on_update is not None:
                         on_update(update)
         finally:
@@ -180,26 +176,39 @@ class Mountsea(BaseClient):
 
 
 class _Workers:
-    """At most ``size`` daemon threads running submitted calls.
+    """At most ``size`` daemon threads, each answer handed back through one queue.
 
     Not a ThreadPoolExecutor: its threads hold up interpreter exit until their requests
-    end, so Ctrl-C during a batch would hang for up to a request timeout.
+    end, so Ctrl-C during a batch would hang for up to a request timeout; and one queue
+    of answers is cheaper to wait on than a set of futures.
     """
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._threads: list[threading.Thread] = []
-        self._jobs: queue.SimpleQueue[tuple[futures.Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Tracked, Callable[[], Task | APIError]] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[Tracked, Task | APIError | BaseException]] = queue.SimpleQueue()
 
-    def submit(self, call: Callable[[], T]) -> futures.Future[T]:
-        """Run ``call`` on a worker; its result or exception lands in the returned future."""
-        future: futures.Future[T] = futures.Future()
+    def submit(self, tracked: Tracked, call: Callable[[], Task | APIError]) -> None:
+        """Run ``call`` for ``tracked`` on a worker."""
         if len(self._threads) < self._size:  # started on demand, never more than size
             thread = threading.Thread(target=self._work, name="mountsea-worker", daemon=True)
             thread.start()
             self._threads.append(thread)
-        self._jobs.put((future, call))
-        return future
+        self._jobs.put((tracked, call))
+
+    def finished(self, timeout: float | None) -> list[tuple[Tracked, Task | APIError]]:
+        """The answers that arrived, waiting up to ``timeout`` seconds for the first."""
+        try:
+            done = [self._done.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while not self._done.empty():
+            done.append(self._done.get_nowait())
+        for _, outcome in done:
+            if not isinstance(outcome, Task | APIError):
+                raise outcome  # a bug in a worker surfaces in the caller's thread
+        return typing.cast(list[tuple[Tracked, Task | APIError]], done)
 
     def shutdown(self) -> None:
         """Let each worker end once the calls already submitted are done."""
@@ -208,12 +217,12 @@ class _Workers:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            future, call = job
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(call())
-                except BaseException as exc:  # handed to the waiting thread, which re-raises it
-                    future.set_exception(exc)
+            tracked, call = job
+            try:
+                outcome: Task | APIError | BaseException = call()
+            except BaseException as exc:  # handed to the caller's thread, which raises it
+                outcome = exc
+            self._done.put((tracked, outcome))
 
 
 class Tasks:
