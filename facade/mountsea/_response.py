@@ -20,6 +20,9 @@ from ._task import Task, parse_task
 __all__ = ["read_answer", "transport_error"]
 
 _EXCERPT = 200  # characters of a body quoted in an error message
+# Keys this long never occur in an answer by chance, so a successful answer is masked
+# too; a shorter (test) key is masked only where an error quotes the answer.
+_MIN_SECRET = 8
 
 
 def _finite(text: str) -> float:
@@ -67,6 +70,8 @@ def read_answer(
     """
     where = f"{service.name} task {task_id!r}"
     if 200 <= status_code <= 299:
+        if len(secret) >= _MIN_SECRET:  # a task quoting the key (in errorMessage, say) keeps it out of sight
+            content = _redact(content, secret)
         try:
             payload = _decode(content)
         except (ValueError, RecursionError) as exc:
