@@ -194,8 +194,8 @@ class _Stream(httpx.SyncByteStream, httpx.AsyncByteStream):
     """A body streamed like one from the network.
 
     ``httpx.Response(content=...)`` hands the client a pre-read response whose ``elapsed`` is
-    never set, which makes the facade raise a raw RuntimeError (see tests/RELIABILITY.md);
-    a stream goes through the same read path as a socket.
+    never set, on which the facade raises a raw RuntimeError when its logger is at DEBUG (an open
+    finding, see tests/RELIABILITY.md); a stream goes through the same read path as a socket.
     """
 
     def __init__(self, data: bytes) -> None:

@@ -1,7 +1,8 @@
 """The security pass: the key never shows, never follows a redirect off its origin; ids stay in the query;
 a base URL with no scheme or with credentials is refused before any request.
 
-* The key: every fault of the fault matrix, through every entry point, with every logger at DEBUG:
+* The key: every fault of the fault matrix (each through one entry point, in turn, so that all three
+  and both front ends take part), with every logger at DEBUG:
   neither the key nor ``Bearer <key>`` appears in a log record, in the ``repr``/``str``/traceback of
   the exception raised (its chain, its ``body``, its batch's errors and tasks), in the Task, or in the
   client's ``repr``; nor in the command line's output with ``MOUNTSEA_LOG=debug``. A server that
@@ -156,12 +157,14 @@ def test_a_task_echoing_the_key_gets_it_redacted(front: Front, server: FakeMount
     assert_secret_absent(caught.value, caught.value.task)
 
 
+# A 500 echoing the key, served every time. Only what the CLI prints is checked with it, not the
+# outcomes (get gives up after 3 requests; wait, with real backoff, runs into its 0.5 s deadline).
 ECHO_ROW = Row(
     "echo-in-error-body",
     ((ECHOES["error-body"], 50),),
     err(mountsea.ServerError, 3),
-    err(mountsea.WaitTimeoutError, 0),
-    err(mountsea.WaitTimeoutError, 0),
+    err(mountsea.WaitTimeoutError, 2),
+    err(mountsea.WaitTimeoutError, 2),
 )
 
 
