@@ -19,7 +19,7 @@ import pytest
 from scripts.update_specs import Change, compare, drift, main, page_urls, report
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = Path(__file__).resolve().parents[2] / "shared" / "docs"
+DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"  # copies of the Mountsea docs pages
 PRODUCER_PAGE = "api-reference/producer/get-task.md"
 XAI_PAGE = "api-reference/xai/get-task.md"
 INDEX = f"""# Mountsea
