@@ -349,3 +349,16 @@ def test_an_http_client_of_the_wrong_kind_is_rejected(front: Front) -> None:
         front.client(api_key=KEY, http_client=wrong)
     if isinstance(wrong, httpx.Client):
         wrong.close()
+
+
+def test_debug_logging_copes_with_an_answer_made_already_read(front: Front, caplog: pytest.LogCaptureFixture) -> None:
+    # What an httpx.MockTransport handler usually returns: httpx never times such an answer.
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=_task("completed"))
+
+    transport = httpx.MockTransport(handler)
+    http_client = httpx.Client(transport=transport) if front.kind == "sync" else httpx.AsyncClient(transport=transport)
+    with caplog.at_level(logging.DEBUG, logger="mountsea"):
+        task = front.run(lambda c: c.producer.tasks.get("t-1"), api_key=KEY, base_url=BASE, http_client=http_client)
+    assert task.raw_status == "completed"
+    assert any("-> 200 in ? ms" in record.getMessage() for record in caplog.records)

@@ -8,8 +8,10 @@ import random
 import pytest
 
 import mountsea
-from mountsea._polling import Done, Fail, Poll, PollPolicy, Send, Step
+from mountsea._polling import Done, Fail, Poll, PollPolicy, Rules, Send, Step
 from tests.helpers import make_task
+
+REF = mountsea.TaskRef("producer", "t")
 
 
 def _server_error(status: int = 503, retry_after: float | None = None) -> mountsea.APIStatusError:
@@ -80,7 +82,7 @@ def test_bad_policies_are_rejected(kwargs: dict[str, float]) -> None:
 
 
 def test_get_returns_the_first_task_even_if_not_done() -> None:
-    clock = Clock(Poll(until_done=False))
+    clock = Clock(Poll(Rules(until_done=False), REF))
     assert clock.step == Send(100.0)
     step = clock.answer(make_task("processing"))
     assert isinstance(step, Done)
@@ -89,7 +91,7 @@ def test_get_returns_the_first_task_even_if_not_done() -> None:
 
 @pytest.mark.parametrize("max_retries", [0, 1, 2, 4])
 def test_get_retries_transient_failures_max_retries_times(max_retries: int) -> None:
-    clock = Clock(Poll(until_done=False, max_retries=max_retries, rng=random.Random(1)))
+    clock = Clock(Poll(Rules(until_done=False, max_retries=max_retries, rng=random.Random(1)), REF))
     for _ in range(max_retries):
         assert isinstance(clock.answer(_server_error()), Send)
     step = clock.answer(_server_error())
@@ -99,7 +101,7 @@ def test_get_retries_transient_failures_max_retries_times(max_retries: int) -> N
 
 
 def test_get_backoff_grows_exponentially_with_downward_jitter() -> None:
-    clock = Clock(Poll(until_done=False, max_retries=6, rng=random.Random(7)))
+    clock = Clock(Poll(Rules(until_done=False, max_retries=6, rng=random.Random(7)), REF))
     delays = []
     for _ in range(6):
         step = clock.answer(mountsea.APIConnectionError("refused"))
@@ -125,19 +127,19 @@ def test_get_backoff_grows_exponentially_with_downward_jitter() -> None:
 )
 @pytest.mark.parametrize("until_done", [False, True])
 def test_permanent_errors_end_the_call_at_once(error: mountsea.APIError, until_done: bool) -> None:
-    clock = Clock(Poll(until_done=until_done, deadline=1e9))
+    clock = Clock(Poll(Rules(until_done=until_done, deadline=1e9), REF))
     assert clock.answer(error) == Fail(error)
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 520, 599])
 def test_transient_statuses_are_retried(status: int) -> None:
-    clock = Clock(Poll(until_done=True, deadline=1e9))
+    clock = Clock(Poll(Rules(until_done=True, deadline=1e9), REF))
     error = mountsea.APIStatusError("x", status_code=status)
     assert isinstance(clock.answer(error), Send)
 
 
 def test_retry_after_is_obeyed_and_capped() -> None:
-    clock = Clock(Poll(until_done=False))
+    clock = Clock(Poll(Rules(until_done=False), REF))
     step = clock.answer(_server_error(429, retry_after=7.0))
     assert step == Send(107.0)
     step = clock.answer(_server_error(503, retry_after=3600.0))
@@ -145,7 +147,7 @@ def test_retry_after_is_obeyed_and_capped() -> None:
 
 
 def test_wait_polls_on_the_policy_schedule_and_reports_each_change_once() -> None:
-    poll = Poll(until_done=True, deadline=100.0 + 600, policy=PollPolicy(jitter=0))
+    poll = Poll(Rules(until_done=True, deadline=100.0 + 600, policy=PollPolicy(jitter=0)), REF)
     clock = Clock(poll)
     for status in ["pending", "pending", "processing", "processing", "processing"]:
         assert isinstance(clock.answer(make_task(status)), Send)
@@ -159,7 +161,7 @@ def test_wait_polls_on_the_policy_schedule_and_reports_each_change_once() -> Non
 
 @pytest.mark.parametrize("status", ["failed", "cancelled", "timeout"])
 def test_wait_ends_unsuccessful_tasks_with_task_failed_error(status: str) -> None:
-    clock = Clock(Poll(until_done=True))
+    clock = Clock(Poll(Rules(until_done=True), REF))
     task = make_task(status, error_message="boom", error_code=7)
     step = clock.answer(task)
     assert isinstance(step, Fail)
@@ -170,12 +172,12 @@ def test_wait_ends_unsuccessful_tasks_with_task_failed_error(status: str) -> Non
 
 
 def test_wait_can_return_unsuccessful_tasks() -> None:
-    clock = Clock(Poll(until_done=True, raise_on_failure=False))
+    clock = Clock(Poll(Rules(until_done=True, raise_on_failure=False), REF))
     assert clock.answer(make_task("failed")) == Done(make_task("failed"), make_task("failed"))
 
 
 def test_wait_retries_transient_failures_until_the_deadline() -> None:
-    clock = Clock(Poll(until_done=True, deadline=100.0 + 30, rng=random.Random(3)))
+    clock = Clock(Poll(Rules(until_done=True, deadline=100.0 + 30, rng=random.Random(3)), REF))
     clock.answer(make_task("processing"))
     while isinstance(clock.step, Send):
         clock.answer(mountsea.APIConnectionError("down"))
@@ -189,7 +191,7 @@ def test_wait_retries_transient_failures_until_the_deadline() -> None:
 
 
 def test_wait_never_sleeps_past_the_deadline_and_polls_once_more_before_it() -> None:
-    poll = Poll(until_done=True, deadline=100.0 + 4.0, policy=PollPolicy.fixed(1.5))
+    poll = Poll(Rules(until_done=True, deadline=100.0 + 4.0, policy=PollPolicy.fixed(1.5)), REF)
     clock = Clock(poll)
     while isinstance(clock.step, Send):
         assert clock.step.at < 104.0
@@ -200,23 +202,23 @@ def test_wait_never_sleeps_past_the_deadline_and_polls_once_more_before_it() -> 
     assert clock.requests == [100.0, 101.5, 103.0, 103.5]
     assert isinstance(clock.step, Fail)
     assert isinstance(clock.step.error, mountsea.WaitTimeoutError)
-    assert str(clock.step.error) == "task not done by the deadline (last status: processing)"
+    assert str(clock.step.error) == "producer task 't' not done by the deadline (last status: processing)"
 
 
 def test_the_last_poll_before_the_deadline_can_see_the_task_finish() -> None:
-    clock = Clock(Poll(until_done=True, deadline=100.0 + 1.0, policy=PollPolicy.fixed(1.5)))
+    clock = Clock(Poll(Rules(until_done=True, deadline=100.0 + 1.0, policy=PollPolicy.fixed(1.5)), REF))
     clock.answer(make_task("processing"))
     assert clock.step == Send(100.5, make_task("processing"))  # not 101.5: half the time left
     assert isinstance(clock.answer(make_task("completed")), Done)
 
 
 def test_no_last_poll_when_almost_no_time_is_left() -> None:
-    clock = Clock(Poll(until_done=True, deadline=100.0 + 0.04, policy=PollPolicy.fixed(1.5)))
+    clock = Clock(Poll(Rules(until_done=True, deadline=100.0 + 0.04, policy=PollPolicy.fixed(1.5)), REF))
     assert isinstance(clock.answer(make_task("processing")), Fail)
 
 
 def test_a_retry_after_beyond_the_deadline_ends_the_wait_now() -> None:
-    clock = Clock(Poll(until_done=True, deadline=100.0 + 10))
+    clock = Clock(Poll(Rules(until_done=True, deadline=100.0 + 10), REF))
     step = clock.answer(_server_error(429, retry_after=30))
     assert isinstance(step, Fail)
     assert isinstance(step.error, mountsea.WaitTimeoutError)
@@ -225,14 +227,14 @@ def test_a_retry_after_beyond_the_deadline_ends_the_wait_now() -> None:
 
 
 def test_zero_timeout_sends_nothing() -> None:
-    poll = Poll(until_done=True, deadline=100.0, label="xai task 'x'")
+    poll = Poll(Rules(until_done=True, deadline=100.0), mountsea.TaskRef("xai", "x"))
     step = poll.start(100.0)
     assert isinstance(step, Fail)
     assert str(step.error) == "xai task 'x' could not be read before the deadline"
 
 
 def test_unknown_status_keeps_polling_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock(Poll(until_done=True, deadline=1e9))
+    clock = Clock(Poll(Rules(until_done=True, deadline=1e9), REF))
     for _ in range(3):
         assert isinstance(clock.answer(make_task("queued")), Send)
     assert clock.updates == ["queued"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
+import weakref
 from typing import Any
 
+import httpx
 import pytest
 
 import mountsea
@@ -304,3 +308,73 @@ def test_a_retry_after_past_the_batch_deadline_still_pauses_the_service(
         _batch(front, mountsea_server, "wait_all", refs, poll=FAST, timeout=0.6, max_concurrency=1)
     limited = next(r for r in mountsea_server.requests if r.fault is not None)
     assert [r for r in mountsea_server.requests if r.time > limited.time] == []
+
+
+def test_as_completed_forgets_each_task_once_yielded(front: Front, mountsea_server: FakeMountsea) -> None:
+    # A stream of any length holds only its unfinished tasks: what it yielded is the caller's.
+    for i in range(8):
+        mountsea_server.add_task("producer", f"t{i}", ["processing"] * i + ["completed"])
+    refs = [mountsea.TaskRef("producer", f"t{i}") for i in range(8)]
+    seen: list[weakref.ref[mountsea.Task]] = []
+    alive: list[int] = []
+
+    def drop(task: mountsea.Task) -> None:
+        seen.append(weakref.ref(task))
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in seen[:-1]))
+
+    if front.kind == "sync":
+        _run(front, mountsea_server, lambda c: [drop(t) for t in c.as_completed(refs, poll=FAST, max_concurrency=1)])
+    else:
+
+        async def collect(c: mountsea.AsyncMountsea) -> None:
+            async for task in c.as_completed(refs, poll=FAST, max_concurrency=1):
+                drop(task)
+
+        _run(front, mountsea_server, collect)
+    assert len(seen) == 8
+    # Of the tasks yielded earlier, at most the last answer handled is still referenced.
+    assert max(alive) <= 1, alive
+
+
+def test_a_finished_request_leaves_nothing_for_the_cyclic_gc(front: Front, mountsea_server: FakeMountsea) -> None:
+    # httpx links a response and its stream both ways; unlinked, a batch's garbage never piles up.
+    mountsea_server.add_task("producer", "t", ["processing"])
+    refs = [mountsea.TaskRef("producer", "t")]
+    gc.collect()
+    gc.disable()
+    try:
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        with pytest.raises(mountsea.WaitTimeoutError):
+            _batch(front, mountsea_server, "wait_all", refs, poll=FAST, timeout=0.3)
+        gc.collect()
+        per_request = (httpx.Request, httpx.Response, httpx.SyncByteStream, httpx.AsyncByteStream)
+        leftovers = [o for o in gc.garbage if isinstance(o, per_request)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert mountsea_server.request_count() >= 5
+    assert leftovers == []
+
+
+def _workers() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "mountsea-worker"}
+
+
+def test_sync_batches_share_worker_threads_until_close(mountsea_server: FakeMountsea) -> None:
+    refs = [mountsea.TaskRef("producer", f"t{i}") for i in range(12)]
+    for ref in refs:
+        mountsea_server.add_task("producer", ref.id, ["completed"])
+    before = _workers()
+    with mountsea.Mountsea(mountsea_server.api_key, base_url=mountsea_server.url) as client:
+        mountsea_server.inject(Fault.delay(0.05), times=24)
+        assert len(client.wait_all(refs, max_concurrency=4)) == 12
+        first = _workers() - before
+        assert 1 <= len(first) <= 4  # never more threads than requests in flight
+        assert len(client.wait_all(refs, max_concurrency=4)) == 12
+        assert _workers() - before == first  # the second batch ran on the same threads
+    for thread in first:  # close() ends them
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+    assert mountsea_server.peak_in_flight == 4

@@ -77,6 +77,7 @@ class AsyncMountsea(BaseClient):
         the whole batch: `WaitTimeoutError` then lists the ``pending`` tasks, ready to be
         passed back in. A task that cannot be read (a 404...) does not stop the others:
         `BatchError` reports it once they are all done. 401 and 403 stop the batch at once.
+        A task is forgotten once yielded: a stream of any length holds only the unfinished.
         At most ``max_concurrency`` requests are in flight; sleeping tasks hold no coroutine.
         """
         scheduler = self._scheduler(
@@ -99,11 +100,11 @@ class AsyncMountsea(BaseClient):
         holds the tasks that did finish.
         """
         scheduler = self._scheduler(
-            refs, now=time.monotonic(), timeout=timeout, poll=poll, max_concurrency=max_concurrency
+            refs, now=time.monotonic(), timeout=timeout, poll=poll, max_concurrency=max_concurrency, keep_results=True
         )
         async for _ in self._drive(scheduler, on_update):
             pass
-        return [tracked.result for tracked in scheduler.order if tracked.result is not None]
+        return scheduler.results()
 
     async def aclose(self) -> None:
         """Close the HTTP connections, unless the ``http_client`` was passed in."""

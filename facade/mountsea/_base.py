@@ -18,10 +18,10 @@ import httpx
 
 from ._errors import APIError, APITimeoutError, ConfigurationError
 from ._generated import Service
-from ._polling import DEFAULT_POLL_POLICY, Poll, PollPolicy
+from ._polling import DEFAULT_POLL_POLICY, Poll, PollPolicy, Rules
 from ._response import read_answer, transport_error
 from ._scheduler import Scheduler
-from ._task import Task, TaskRef, validate_task_id
+from ._task import Task, TaskRef
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "BaseClient"]
 
@@ -164,17 +164,17 @@ class BaseClient:
         raise_on_failure: bool = True,
     ) -> Poll:
         """The state machine for one get (``until_done=False``) or wait."""
-        validate_task_id(task_id)
+        ref = TaskRef(service.name, task_id)  # checks the id
         timeout = _deadline_timeout(timeout)
-        return Poll(
+        rules = Rules(
             until_done=until_done,
-            label=f"{service.name} task {task_id!r}",
             deadline=None if timeout is None else now + timeout,
             policy=_poll_policy(poll),
             max_retries=self.max_retries,
             raise_on_failure=raise_on_failure,
             rng=self._rng,
         )
+        return Poll(rules, ref)
 
     def _scheduler(
         self,
@@ -184,6 +184,7 @@ class BaseClient:
         timeout: float | None,
         poll: PollPolicy | float | None,
         max_concurrency: int,
+        keep_results: bool = False,
     ) -> Scheduler:
         """The fan-out core for one `as_completed` or `wait_all` call."""
         if isinstance(refs, TaskRef | Task | str):
@@ -196,6 +197,7 @@ class BaseClient:
             policy=_poll_policy(poll),
             max_concurrency=max_concurrency,
             rng=self._rng,
+            keep_results=keep_results,
         )
 
     def _request(self, service: Service, task_id: str, budget: float | None) -> dict[str, Any]:
@@ -221,17 +223,38 @@ class BaseClient:
 
     def _answer(self, service: Service, task_id: str, response: httpx.Response) -> Task:
         if logger.isEnabledFor(logging.DEBUG):  # the arguments cost more than the call
-            elapsed = response.elapsed.total_seconds() * 1000
             path = response.request.url.path
-            logger.debug("GET %s taskId=%s -> %s in %.0f ms", path, task_id, response.status_code, elapsed)
+            logger.debug("GET %s taskId=%s -> %s in %s", path, task_id, response.status_code, _elapsed(response))
         # The key is passed along so that an answer echoing it (a proxy error page that
         # quotes the request, say) cannot carry it into an error message or body.
         secret = self._headers["authorization"].removeprefix("Bearer ").encode()
-        return read_answer(
-            service, task_id, response.status_code, response.headers, response.content, time.time(), secret=secret
-        )
+        try:
+            return read_answer(
+                service, task_id, response.status_code, response.headers, response.content, time.time(), secret=secret
+            )
+        finally:
+            _release(response)
 
     def _failed(self, exc: httpx.HTTPError, service: Service, task_id: str) -> APIError:
         error = transport_error(exc, service, task_id)
         logger.debug("GET %s task %r failed: %s", service.name, task_id, error)
         return error
+
+
+def _elapsed(response: httpx.Response) -> str:
+    try:
+        return f"{response.elapsed.total_seconds() * 1000:.0f} ms"
+    except RuntimeError:  # an answer made already read (a MockTransport's, say) is never timed
+        return "? ms"
+
+
+_SPENT: Final = httpx.ByteStream(b"")
+
+
+def _release(response: httpx.Response) -> None:
+    # httpx 0.28 links each response and its body stream both ways (encode/httpx#3733), so
+    # a finished request lingers, with its connection-pool bookkeeping, until the cyclic
+    # GC runs; in a batch that garbage grows with the number of tasks. The body is read
+    # and the stream closed by now: unlinking it lets reference counting free it all at once.
+    for spent in (*response.history, response):
+        spent.stream = _SPENT

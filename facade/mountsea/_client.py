@@ -61,6 +61,7 @@ class Mountsea(BaseClient):
             if http_client is not None
             else httpx.Client(headers=self._headers, max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS)
         )
+        self._workers = _Workers()  # started by the first batch
         self.producer = ServiceClient(self, SERVICES["producer"])
         self.xai = ServiceClient(self, SERVICES["xai"])
 
@@ -80,7 +81,9 @@ class Mountsea(BaseClient):
         the whole batch: `WaitTimeoutError` then lists the ``pending`` tasks, ready to be
         passed back in. A task that cannot be read (a 404...) does not stop the others:
         `BatchError` reports it once they are all done. 401 and 403 stop the batch at once.
-        At most ``max_concurrency`` requests are in flight, on a pool of as many threads.
+        A task is forgotten once yielded: a stream of any length holds only the unfinished.
+        At most ``max_concurrency`` requests are in flight, on as many threads, kept for
+        the next batch until `close()`.
         """
         scheduler = self._scheduler(
             refs, now=time.monotonic(), timeout=timeout, poll=poll, max_concurrency=max_concurrency
@@ -102,14 +105,15 @@ class Mountsea(BaseClient):
         holds the tasks that did finish.
         """
         scheduler = self._scheduler(
-            refs, now=time.monotonic(), timeout=timeout, poll=poll, max_concurrency=max_concurrency
+            refs, now=time.monotonic(), timeout=timeout, poll=poll, max_concurrency=max_concurrency, keep_results=True
         )
         for _ in self._drive(scheduler, on_update):
             pass
-        return [tracked.result for tracked in scheduler.order if tracked.result is not None]
+        return scheduler.results()
 
     def close(self) -> None:
-        """Close the HTTP connections, unless the ``http_client`` was passed in."""
+        """End the batch threads; close the HTTP connections, unless the ``http_client`` was passed in."""
+        self._workers.shutdown()
         if self._owns_http:
             self._http.close()
 
@@ -135,26 +139,23 @@ class Mountsea(BaseClient):
             return exc
 
     def _drive(self, scheduler: Scheduler, on_update: Callable[[Task], object] | None) -> Iterator[Task]:
-        pool = _Workers(min(scheduler.max_concurrency, max(len(scheduler), 1)))
-        try:
-            while True:
-                yield from scheduler.take_ready()
-                now = time.monotonic()
-                if scheduler.over(now):
-                    return
-                for tracked in scheduler.due(now):
-                    pool.submit(tracked, partial(self._outcome, tracked.ref, scheduler.budget(now)))
-                wakeup = scheduler.wakeup()
-                pause = None if wakeup is None else max(0.0, wakeup - now)
-                if not scheduler.in_flight:
-                    time.sleep(pause or 0.0)
-                    continue
-                for tracked, outcome in pool.finished(timeout=pause):
-                    update = scheduler.on_outcome(tracked, outcome, time.monotonic())
-                    if update is not None and on_update is not None:
-                        on_update(update)
-        finally:
-            pool.shutdown()
+        replies: queue.SimpleQueue[_Reply] = queue.SimpleQueue()  # this batch's answers
+        while True:
+            yield from scheduler.take_ready()
+            now = time.monotonic()
+            if scheduler.over(now):
+                return
+            for tracked in scheduler.due(now):
+                self._workers.submit(replies, tracked, partial(self._outcome, tracked.ref, scheduler.budget(now)))
+            wakeup = scheduler.wakeup()
+            pause = None if wakeup is None else max(0.0, wakeup - now)
+            if not scheduler.in_flight:
+                time.sleep(pause or 0.0)
+                continue
+            for tracked, outcome in _answers(replies, timeout=pause):
+                update = scheduler.on_outcome(tracked, outcome, time.monotonic())
+                if update is not None and on_update is not None:
+                    on_update(update)
 
     def _run(self, poll: Poll, service: Service, task_id: str, on_update: Callable[[Task], object] | None) -> Task:
         step = poll.start(time.monotonic())
@@ -175,54 +176,71 @@ class Mountsea(BaseClient):
                 step = poll.on_task(task, time.monotonic())
 
 
+_Job = tuple["queue.SimpleQueue[_Reply]", Tracked, Callable[[], Task | APIError]]
+_Reply = tuple[Tracked, Task | APIError | BaseException]
+
+
 class _Workers:
-    """At most ``size`` daemon threads, each answer handed back through one queue.
+    """The client's request threads, shared by its batches; `Mountsea.close` ends them.
+
+    A thread starts only when no worker is idle, so there are never more threads than
+    requests in flight at once; between batches they wait for the next one rather than
+    being started anew. Each answer goes back through its batch's own queue.
 
     Not a ThreadPoolExecutor: its threads hold up interpreter exit until their requests
     end, so Ctrl-C during a batch would hang for up to a request timeout; and one queue
     of answers is cheaper to wait on than a set of futures.
     """
 
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._threads: list[threading.Thread] = []
-        self._jobs: queue.SimpleQueue[tuple[Tracked, Callable[[], Task | APIError]] | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[tuple[Tracked, Task | APIError | BaseException]] = queue.SimpleQueue()
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)  # one permit per worker waiting for a job
+        self._started = 0
 
-    def submit(self, tracked: Tracked, call: Callable[[], Task | APIError]) -> None:
-        """Run ``call`` for ``tracked`` on a worker."""
-        if len(self._threads) < self._size:  # started on demand, never more than size
-            thread = threading.Thread(target=self._work, name="mountsea-worker", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        self._jobs.put((tracked, call))
-
-    def finished(self, timeout: float | None) -> list[tuple[Tracked, Task | APIError]]:
-        """The answers that arrived, waiting up to ``timeout`` seconds for the first."""
-        try:
-            done = [self._done.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while not self._done.empty():
-            done.append(self._done.get_nowait())
-        for _, outcome in done:
-            if not isinstance(outcome, Task | APIError):
-                raise outcome  # a bug in a worker surfaces in the caller's thread
-        return typing.cast(list[tuple[Tracked, Task | APIError]], done)
+    def submit(self, replies: queue.SimpleQueue[_Reply], tracked: Tracked, call: Callable[[], Task | APIError]) -> None:
+        """Run ``call`` for ``tracked`` on a worker; its outcome goes to ``replies``."""
+        with self._lock:
+            if not self._idle.acquire(blocking=False):
+                thread = threading.Thread(
+                    target=self._work, args=(self._jobs, self._idle), name="mountsea-worker", daemon=True
+                )
+                thread.start()
+                self._started += 1
+            self._jobs.put((replies, tracked, call))
 
     def shutdown(self) -> None:
-        """Let each worker end once the calls already submitted are done."""
-        for _ in self._threads:
-            self._jobs.put(None)
+        """Let each worker end once its current request is done."""
+        with self._lock:
+            jobs, started = self._jobs, self._started
+            self._jobs, self._idle, self._started = queue.SimpleQueue(), threading.Semaphore(0), 0
+        for _ in range(started):
+            jobs.put(None)
 
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            tracked, call = job
+    @staticmethod
+    def _work(jobs: queue.SimpleQueue[_Job | None], idle: threading.Semaphore) -> None:
+        while (job := jobs.get()) is not None:
+            replies, tracked, call = job
             try:
                 outcome: Task | APIError | BaseException = call()
             except BaseException as exc:  # handed to the caller's thread, which raises it
                 outcome = exc
-            self._done.put((tracked, outcome))
+            idle.release()  # before the reply: the batch may submit its next job on seeing it
+            replies.put((tracked, outcome))
+
+
+def _answers(replies: queue.SimpleQueue[_Reply], timeout: float | None) -> list[tuple[Tracked, Task | APIError]]:
+    """The answers that arrived, waiting up to ``timeout`` seconds for the first."""
+    try:
+        done = [replies.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while not replies.empty():
+        done.append(replies.get_nowait())
+    for _, outcome in done:
+        if not isinstance(outcome, Task | APIError):
+            raise outcome  # a bug in a worker surfaces in the caller's thread
+    return typing.cast(list[tuple[Tracked, Task | APIError]], done)
 
 
 class Tasks:

@@ -163,7 +163,8 @@ class WaitTimeoutError(MountseaError, TimeoutError):
     For one task, ``task`` is the last Task seen (None if no answer came). For a batch,
     ``pending`` lists each unfinished task as its last Task seen or its TaskRef (pass
     them to ``as_completed`` again to resume), ``finished`` the tasks that did finish
-    (input order), and ``errors`` the tasks that failed with an API error.
+    (from ``wait_all``, in input order; empty from ``as_completed``, which yielded them
+    already), and ``errors`` the tasks that failed with an API error.
     """
 
     def __init__(
@@ -186,8 +187,8 @@ class BatchError(MountseaError):
     """Some tasks of a batch could not be read (a 404, an invalid answer...).
 
     Raised once every other task has finished: ``errors`` maps each such task's
-    TaskRef to its `APIError`, and ``finished`` holds every task that did finish
-    (input order), so no result is lost.
+    TaskRef to its `APIError`. No result is lost: ``as_completed`` yielded every task
+    that did finish, and from ``wait_all`` ``finished`` holds them, in input order.
     """
 
     def __init__(self, errors: Mapping[TaskRef, APIError], *, finished: Sequence[Task] = ()) -> None:

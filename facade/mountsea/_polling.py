@@ -29,9 +29,9 @@ import attrs
 
 from ._errors import APIError, APIStatusError, MountseaError, TaskFailedError, WaitTimeoutError
 from ._retry import is_retryable, retry_delay
-from ._task import Task, TaskStatus
+from ._task import Task, TaskRef, TaskStatus
 
-__all__ = ["DEFAULT_POLL_POLICY", "Done", "Fail", "Poll", "PollPolicy", "Send", "Step"]
+__all__ = ["DEFAULT_POLL_POLICY", "Done", "Fail", "Poll", "PollPolicy", "Rules", "Send", "Step"]
 
 logger: Final = logging.getLogger("mountsea")
 
@@ -124,9 +124,9 @@ class Fail:
 Step = Send | Done | Fail
 
 
-@attrs.define
-class Poll:
-    """The decisions of one call, for one task.
+@attrs.frozen
+class Rules:
+    """What governs the polls of one call: shared by every task of a batch.
 
     ``until_done=False`` is `get()`: the first Task ends it, and a transient failure is
     retried at most ``max_retries`` times. ``until_done=True`` is `wait()`: poll until the
@@ -135,12 +135,22 @@ class Poll:
     """
 
     until_done: bool
-    label: str = "task"  # names the task in messages, e.g. "producer task 't-1'"
     deadline: float | None = None
     policy: PollPolicy = DEFAULT_POLL_POLICY
     max_retries: int = 2
     raise_on_failure: bool = True
-    rng: random.Random = attrs.field(factory=random.Random)
+    rng: random.Random = attrs.field(factory=random.Random, eq=False)
+
+
+@attrs.define(eq=False)
+class Poll:
+    """The decisions of one call, for one task, under its `Rules`.
+
+    Only what differs from task to task lives here: a batch holds one per unfinished task.
+    """
+
+    rules: Rules
+    ref: TaskRef  # the task, to name it in messages
     last: Task | None = None  # the last Task seen
     polls: int = 0  # answers received
     failures: int = 0  # transient failures in a row
@@ -153,7 +163,8 @@ class Poll:
 
     def budget(self, now: float) -> float | None:
         """Seconds a request sent at ``now`` may take (None: no deadline)."""
-        return None if self.deadline is None else self.deadline - now
+        deadline = self.rules.deadline
+        return None if deadline is None else deadline - now
 
     def on_task(self, task: Task, now: float) -> Step:
         """A Task arrived at ``now``."""
@@ -168,38 +179,44 @@ class Poll:
                 task.id,
                 task.raw_status,
             )
-        if not self.until_done:
+        if not self.rules.until_done:
             return Done(task, update)
         if task.done:
-            if self.raise_on_failure and not task.succeeded:
+            if self.rules.raise_on_failure and not task.succeeded:
                 return Fail(TaskFailedError(task), update)
             return Done(task, update)
-        return self._send(self.policy.delay(self.polls, self.rng), now, update, final_poll=True)
+        return self._send(self.rules.policy.delay(self.polls, self.rules.rng), now, update, final_poll=True)
 
     def on_error(self, error: APIError, now: float) -> Step:
         """A request failed at ``now`` with ``error``: retry it, or stop with it."""
         if not is_retryable(error):
             return Fail(error)
         self.failures += 1
-        if not self.until_done and self.failures > self.max_retries:
+        if not self.rules.until_done and self.failures > self.rules.max_retries:
             return Fail(error)
         retry_after = error.retry_after if isinstance(error, APIStatusError) else None
-        step = self._send(retry_delay(self.failures, retry_after, self.rng), now)
+        step = self._send(retry_delay(self.failures, retry_after, self.rules.rng), now)
         if isinstance(step, Fail):
             step.error.__cause__ = error  # the deadline passed while retrying this
         return step
 
     def _send(self, delay: float, now: float, update: Task | None = None, *, final_poll: bool = False) -> Send | Fail:
-        at = now + delay
-        if self.deadline is None or at < self.deadline:
+        at, deadline = now + delay, self.rules.deadline
+        if deadline is None or at < deadline:
             return Send(at, update)
-        left = self.deadline - now
+        left = deadline - now
         if final_poll and not self._final_poll and left > MIN_FINAL_BUDGET:
             self._final_poll = True
-            return Send(self.deadline - min(FINAL_POLL_RESERVE, left / 2), update)
+            return Send(deadline - min(FINAL_POLL_RESERVE, left / 2), update)
         # No request can start before the deadline (a Retry-After or backoff reaches
         # past it, or the last poll was made): say so now rather than sleep into it.
         return Fail(self.timeout_error(), update)
+
+    @property
+    def label(self) -> str:
+        """The task as messages name it, e.g. ``producer task 't-1'``."""
+        # Built on demand: a batch keeps thousands of Polls and rarely needs one.
+        return f"{self.ref.service} task {self.ref.id!r}"
 
     def timeout_error(self) -> WaitTimeoutError:
         """The error for a deadline that passed, carrying the last Task seen."""

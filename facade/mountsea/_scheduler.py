@@ -17,7 +17,6 @@ arrives, feed answers to `on_outcome()`, and stop when `over()` says so.
 from __future__ import annotations
 
 import heapq
-import itertools
 import random
 from collections.abc import Iterable
 from typing import Final, TypeGuard
@@ -34,7 +33,7 @@ from ._errors import (
     RateLimitError,
     WaitTimeoutError,
 )
-from ._polling import Done, Poll, PollPolicy, Send
+from ._polling import Done, Poll, PollPolicy, Rules, Send
 from ._retry import MAX_RETRY_AFTER
 from ._task import Task, TaskRef
 
@@ -44,18 +43,24 @@ __all__ = ["Scheduler", "Tracked"]
 _FATAL: Final = (AuthenticationError, PermissionDeniedError)
 
 
-@attrs.define
-class Tracked:
-    """One task of a batch: what it is, its polling machine, and where it stands."""
+@attrs.define(eq=False)
+class Tracked(Poll):
+    """One task of a batch: its polling machine, plus where it stands in the batch.
 
-    ref: TaskRef
-    poll: Poll
-    result: Task | None = None  # set once finished
-    expired: bool = False  # no further poll fits before the deadline
+    A subclass rather than a holder of a `Poll`: one object per task, not two.
+    """
+
+    index: int = 0  # position in the input: the heap's tie-break, and the order of pending tasks
+    result: Task | None = None  # set once finished, kept only for `results()`
 
 
 class Scheduler:
-    """Decides, for many tasks at once, which to request when. No I/O, no clock."""
+    """Decides, for many tasks at once, which to request when. No I/O, no clock.
+
+    With ``keep_results`` (`wait_all`) every finished Task stays until `results()`; without
+    (`as_completed`) a task is forgotten once handed out by `take_ready()`, so a batch of
+    any size holds only its unfinished tasks.
+    """
 
     def __init__(
         self,
@@ -66,6 +71,7 @@ class Scheduler:
         policy: PollPolicy,
         max_concurrency: int,
         rng: random.Random,
+        keep_results: bool = False,
     ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             msg = f"max_concurrency must be an int >= 1, not {max_concurrency!r}"
@@ -75,39 +81,36 @@ class Scheduler:
         self.in_flight = 0
         self.errors: dict[TaskRef, APIError] = {}
         self._paused: dict[str, float] = {}  # service -> end of its shared pause
-        self._heap: list[tuple[float, int, Tracked]] = []
-        self._seq = itertools.count()  # ties in the heap go first-in, first-out
+        self._heap: list[tuple[float, int, Tracked]] = []  # (when, input index, task)
         self._ready: list[Task] = []  # finished, not yet handed out
+        self._expired: list[Tracked] = []  # no further poll fits before the deadline
         by_ref: dict[TaskRef, Tracked] = {}
-        self.order: list[Tracked] = []  # one per input item, duplicates share
+        self._order: list[Tracked] | None = [] if keep_results else None  # one per input item
+        rules = Rules(until_done=True, deadline=self.deadline, policy=policy, raise_on_failure=False, rng=rng)
         for item in items:
             ref = _as_ref(item)
             tracked = by_ref.get(ref)
             if tracked is None:
                 last = item if isinstance(item, Task) else None
-                poll = Poll(
-                    until_done=True,
-                    label=f"{ref.service} task {ref.id!r}",
-                    deadline=self.deadline,
-                    policy=policy,
-                    raise_on_failure=False,
-                    rng=rng,
-                    last=last,
-                )
-                tracked = by_ref[ref] = Tracked(ref, poll)
+                tracked = by_ref[ref] = Tracked(rules, ref, last, index=len(by_ref))
                 if last is not None and last.done:
-                    tracked.result = last  # already final: hand it back, no request
-                    self._ready.append(last)
+                    self._finish(tracked, last)  # already final: hand it back, no request
                 else:
                     self._push(now, tracked)
-            self.order.append(tracked)
-        self.tracked = list(by_ref.values())
+            if self._order is not None:
+                self._order.append(tracked)  # duplicates share one Tracked
+        self._size = len(by_ref)
 
     def __len__(self) -> int:
-        return len(self.tracked)
+        return self._size
+
+    def _finish(self, tracked: Tracked, task: Task) -> None:
+        self._ready.append(task)
+        if self._order is not None:
+            tracked.result = task
 
     def _push(self, when: float, tracked: Tracked) -> None:
-        heapq.heappush(self._heap, (when, next(self._seq), tracked))
+        heapq.heappush(self._heap, (when, tracked.index, tracked))  # the index: shared, not a new int
 
     def budget(self, now: float) -> float | None:
         """Seconds a request sent now may take (None: no deadline)."""
@@ -123,13 +126,13 @@ class Scheduler:
             if pause > now:
                 held.append(tracked)
             elif self.deadline is not None and now >= self.deadline:
-                tracked.expired = True
+                self._expired.append(tracked)
             else:
                 out.append(tracked)
         for tracked in held:  # resume when the service's pause ends
             resume = self._paused[tracked.ref.service]
             if self.deadline is not None and resume >= self.deadline:
-                tracked.expired = True
+                self._expired.append(tracked)
             else:
                 self._push(resume, tracked)
         self.in_flight += len(out)
@@ -145,9 +148,9 @@ class Scheduler:
         """An answer for ``tracked`` arrived at ``now``. Returns the status change to report, if any."""
         self.in_flight -= 1
         if isinstance(outcome, Task):
-            step = tracked.poll.on_task(outcome, now)
+            step = tracked.on_task(outcome, now)
         else:
-            step = tracked.poll.on_error(outcome, now)
+            step = tracked.on_error(outcome, now)
             if _pauses_service(outcome):
                 # However this task fares, its service asked for quiet: every task waits.
                 end = step.at if isinstance(step, Send) else now + min(outcome.retry_after or 0.0, MAX_RETRY_AFTER)
@@ -155,10 +158,9 @@ class Scheduler:
         if isinstance(step, Send):
             self._push(step.at, tracked)
         elif isinstance(step, Done):
-            tracked.result = step.task
-            self._ready.append(step.task)
+            self._finish(tracked, step.task)
         elif isinstance(step.error, WaitTimeoutError):
-            tracked.expired = True
+            self._expired.append(tracked)
         elif isinstance(step.error, _FATAL):
             raise step.error
         elif isinstance(step.error, APIError):
@@ -172,24 +174,33 @@ class Scheduler:
         ready, self._ready = self._ready, []
         return ready
 
+    def results(self) -> list[Task]:
+        """The finished tasks in input order (``keep_results`` only)."""
+        return [tracked.result for tracked in self._order or () if tracked.result is not None]
+
     def over(self, now: float) -> bool:
-        """True when every task is finished; raises when the batch cannot finish."""
+        """True when every task is finished; raises when the batch cannot finish.
+
+        The errors' ``finished`` lists `results()`: empty without ``keep_results``, as
+        every finished task has been handed out by then.
+        """
         if self.in_flight:
             return False
         if self._heap and (self.deadline is None or now < self.deadline):
             return False
-        for _, _, tracked in self._heap:
-            tracked.expired = True
+        self._expired += (tracked for _, _, tracked in self._heap)
         self._heap.clear()
-        expired = [t for t in self.tracked if t.expired]
-        finished = [t.result for t in self.order if t.result is not None]
-        if expired:
-            pending = [t.poll.last or t.ref for t in expired]
-            message = f"{len(expired)} of {len(self.tracked)} tasks not done by the deadline"
-            raise WaitTimeoutError(message, pending=pending, finished=finished, errors=self.errors)
+        if self._expired:
+            pending = [t.last or t.ref for t in sorted(self._expired, key=_input_order)]
+            message = f"{len(self._expired)} of {self._size} tasks not done by the deadline"
+            raise WaitTimeoutError(message, pending=pending, finished=self.results(), errors=self.errors)
         if self.errors:
-            raise BatchError(self.errors, finished=finished)
+            raise BatchError(self.errors, finished=self.results())
         return True
+
+
+def _input_order(tracked: Tracked) -> int:
+    return tracked.index
 
 
 def _as_ref(item: object) -> TaskRef:

@@ -268,14 +268,21 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
             raise invalid(why)
 
     result = values.get("result")
-    status = TaskStatus(raw_status) if raw_status in TaskStatus._value2member_map_ else TaskStatus.UNKNOWN
+    known = TaskStatus._value2member_map_.get(raw_status)
+    status = TaskStatus.UNKNOWN if known is None else typing.cast(TaskStatus, known)
+    # A batch keeps the last Task of every unfinished task: share the strings it can
+    # (the status's own, the id asked for) rather than keep a fresh copy per answer.
+    raw_status = raw_status if known is None else status.value
+    seen_id: str = values["task_id"]
+    if seen_id == task_id:
+        seen_id = task_id
     try:
         created_at, finished_at = _aware(values.get("created_at")), _aware(values.get("finished_at"))
     except OverflowError as exc:  # a valid timestamp that does not fit in UTC (year 1 or 9999)
         why = f"a timestamp is out of range: {exc}"
         raise invalid(why) from exc
     return Task(
-        id=values["task_id"],
+        id=seen_id,
         service=service.name,
         status=status,
         raw_status=raw_status,
