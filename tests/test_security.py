@@ -135,6 +135,9 @@ ECHOES = {
     "401-body": Fault.status(401, body={"message": f"Authorization: Bearer {SECRET} is revoked"}),
     "text-body": Fault.status(502, body=f"upstream said: Authorization: Bearer {SECRET}"),
     "html-body": Fault.status(503, body=f"<html>{SECRET}</html>".encode(), headers={"Content-Type": "text/html"}),
+    # JSON may escape any character: "/" as "\/", any letter as "\u00XX".
+    "escaped-slash": Fault.status(500, body=json.dumps({"message": f"bad {SECRET}"}).replace("/", "\\/")),
+    "escaped-letter": Fault.status(401, body='{"message": "bad \\u0073' + SECRET[1:] + '"}'),
 }
 
 
@@ -148,6 +151,29 @@ def test_a_server_echoing_the_key_gets_it_redacted(
         front.run(lambda c: c.producer.tasks.get("t"), api_key=SECRET, base_url=server.url, max_retries=0)
     assert "[secure]" in str(caught.value)  # the echo is there, masked
     assert_secret_absent(caught.value, caplog=caplog)
+
+
+def test_a_request_id_echoing_the_key_gets_it_redacted(
+    front: Front, server: FakeMountsea, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Our logger only: httpcore's own DEBUG trace prints every response header as the server sent it.
+    caplog.set_level(logging.DEBUG, logger="mountsea")
+    server.inject(Fault.status(500, headers={"X-Request-Id": f"req-{SECRET}"}))
+    with pytest.raises(mountsea.ServerError) as caught:
+        front.run(lambda c: c.producer.tasks.get("t"), api_key=SECRET, base_url=server.url, max_retries=0)
+    assert caught.value.request_id is not None
+    assert "req-[secure]" in caught.value.request_id
+    assert_secret_absent(caught.value, caplog=caplog)
+
+
+def test_a_task_echoing_the_key_escaped_gets_it_redacted(front: Front, server: FakeMountsea) -> None:
+    escaped = SECRET.replace("/", "\\/").replace("s", "\\u0073")
+    body = '{"taskId": "t", "status": "failed", "errorMessage": "key ' + escaped + '", "note": "' + escaped + '"}'
+    server.inject(Fault.status(200, body=body))
+    task = front.run(lambda c: c.producer.tasks.get("t"), api_key=SECRET, base_url=server.url)
+    assert task.error_message == "key [secure]"
+    assert task.extra == {"note": "[secure]"}
+    assert_secret_absent(task)
 
 
 def test_a_task_echoing_the_key_gets_it_redacted(front: Front, server: FakeMountsea) -> None:
@@ -379,6 +405,7 @@ BAD_BASE_URLS = {
     "query": "http://127.0.0.1:{port}?token=hunter2",
     "fragment": "http://127.0.0.1:{port}#hunter2",
     "empty-host": "http://",
+    "unparsable-with-password": "http://user:hunter2@[::1",
 }
 
 

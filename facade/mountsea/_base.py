@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -67,8 +68,15 @@ def _base_url(base_url: str | None) -> str:
     try:
         url = httpx.URL(raw)
     except (httpx.InvalidURL, TypeError) as exc:
-        msg = f"base_url {raw!r} is not a valid URL"
-        raise ConfigurationError(msg) from exc
+        # Quoted without its user:password@, which may be real; httpx's reason is given only
+        # if it does not quote that part, and not chained (a traceback would show it).
+        userinfo = re.search(r"(?<=//)[^/?#]*@", raw) if isinstance(raw, str) else None
+        shown = raw if userinfo is None else raw.replace(userinfo[0], "***@", 1)
+        reason = str(exc)
+        if userinfo is not None and any(part and part in reason for part in re.split(r"[:@]", userinfo[0])):
+            reason = "withheld: it quotes the credentials"
+        msg = f"base_url {shown!r} is not a valid URL ({reason})"
+        raise ConfigurationError(msg) from None
     if url.scheme not in {"http", "https"} or not url.host:
         msg = f"base_url must be an absolute http:// or https:// URL, such as {DEFAULT_BASE_URL!r}"
         raise ConfigurationError(msg)

@@ -74,6 +74,8 @@ def read_answer(
             content = _redact(content, secret)
         try:
             payload = _decode(content)
+            if len(secret) >= _MIN_SECRET:
+                payload = _redact_decoded(payload, content, secret)
         except (ValueError, RecursionError) as exc:
             text = _redact(content, secret)[:_EXCERPT].decode("utf-8", "replace")
             message = f"{where}: the {status_code} answer is not JSON: {_excerpt(text) or '(empty body)'}"
@@ -88,7 +90,7 @@ def read_answer(
 
     content = _redact(content, secret)
     try:
-        body: Any = _decode(content)
+        body: Any = _redact_decoded(_decode(content), content, secret)
     except (ValueError, RecursionError):
         body = content.decode("utf-8", "replace")
     trace_id = body.get("traceId") if isinstance(body, dict) else None
@@ -97,7 +99,7 @@ def read_answer(
         message,
         status_code=status_code,
         body=body,
-        request_id=headers.get("x-request-id"),
+        request_id=_redact_text(headers.get("x-request-id"), secret),
         trace_id=trace_id if isinstance(trace_id, str) else None,
         retry_after=parse_retry_after(headers, now),
         service=service.name,
@@ -107,6 +109,23 @@ def read_answer(
 
 def _redact(content: bytes, secret: bytes) -> bytes:
     return content.replace(secret, b"[secure]") if secret else content
+
+
+def _redact_text(text: str | None, secret: bytes) -> str | None:
+    return text.replace(secret.decode(), "[secure]") if text and secret else text
+
+
+def _redact_decoded(payload: Any, content: bytes, secret: bytes) -> Any:
+    """``payload`` with the key masked where the body held it JSON-escaped (``\\/``, ``\\u0073``).
+
+    Raises ValueError or RecursionError when that cannot be checked.
+    """
+    if not secret or b"\\" not in content:  # no escape in the body: `_redact` saw every echo
+        return payload
+    # Canonical JSON writes the key as the byte-level mask would have seen it.
+    key = json.dumps(secret.decode(), ensure_ascii=False)[1:-1]
+    text = json.dumps(payload, ensure_ascii=False)
+    return json.loads(text.replace(key, "[secure]")) if key in text else payload
 
 
 def transport_error(exc: httpx.HTTPError, service: Service, task_id: str) -> APIError:
