@@ -202,3 +202,13 @@ def test_bad_concurrency_is_rejected(cap: object) -> None:
 def test_bad_items_are_rejected() -> None:
     with pytest.raises(ValueError, match="TaskRef or a Task"):
         _scheduler(["t1"])  # type: ignore[list-item]
+
+
+def test_requests_still_out_at_the_deadline_are_given_up() -> None:
+    # A server trickling its answers: each request takes 10 s, the batch has 5.
+    sim = Sim(_scheduler(_refs(3), timeout=5.0), _finishes_after(lambda ref: 1), latency=10.0)
+    with pytest.raises(mountsea.WaitTimeoutError) as caught:
+        sim.run()
+    assert sim.now == 5.0
+    assert caught.value.pending == _refs(3)
+    assert sim.yielded == []

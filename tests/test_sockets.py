@@ -145,6 +145,29 @@ def test_wait_deadline_cuts_a_slow_request(front: Front, mountsea_server: FakeMo
     assert time.monotonic() - started < 0.6 + 0.25
 
 
+@pytest.mark.parametrize("method", ["wait", "as_completed", "wait_all"])
+def test_the_deadline_cuts_an_answer_trickled_a_byte_at_a_time(
+    front: Front, mountsea_server: FakeMountsea, method: str
+) -> None:
+    # Each byte comes well within any read timeout; only a deadline on the whole request holds.
+    mountsea_server.add_task("xai", "t", ["completed"])
+    mountsea_server.inject(Fault.trickle(0.02))  # ~300 bytes: 6 s for the whole answer
+    refs = [mountsea.TaskRef("xai", "t")]
+
+    def call() -> object:
+        if method == "wait":
+            return _run(front, mountsea_server, lambda c: c.xai.tasks.wait("t", timeout=0.6, poll=FAST))
+        return _batch(front, mountsea_server, method, refs, poll=FAST, timeout=0.6)
+
+    started = time.monotonic()
+    with pytest.raises(mountsea.WaitTimeoutError) as caught:
+        call()
+    assert time.monotonic() - started < 0.6 + 0.25
+    assert mountsea_server.request_count() == 1
+    if method != "wait":
+        assert caught.value.pending == [mountsea.TaskRef("xai", "t")]
+
+
 def test_wait_deadline_caps_retry_after(front: Front, mountsea_server: FakeMountsea) -> None:
     mountsea_server.add_task("producer", "t", ["processing"])
     mountsea_server.inject(Fault.status(429, retry_after="30"))

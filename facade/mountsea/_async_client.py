@@ -120,10 +120,16 @@ class AsyncMountsea(BaseClient):
         await self.aclose()
 
     async def _fetch(self, service: Service, task_id: str, budget: float | None) -> Task:
+        request = self._request(service, task_id, budget)
         try:
-            response = await self._http.request(**self._request(service, task_id, budget))
+            # httpx's timeouts apply to each read: a server trickling its answer would outlast
+            # them. The deadline bounds the request as a whole.
+            async with asyncio.timeout(budget):
+                response = await self._http.request(**request)
         except httpx.HTTPError as exc:
             raise self._failed(exc, service, task_id) from exc
+        except TimeoutError as exc:  # asyncio.timeout's: httpx's own are HTTPErrors
+            raise self._overdue(service, task_id) from exc
         return self._answer(service, task_id, response)
 
     async def _outcome(self, ref: TaskRef, budget: float | None) -> Task | APIError:

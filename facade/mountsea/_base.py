@@ -243,6 +243,11 @@ class BaseClient:
         finally:
             _release(response)
 
+    def _overdue(self, service: Service, task_id: str) -> APITimeoutError:
+        """The error for a request still unanswered when its deadline came."""
+        message = f"{service.name} task {task_id!r}: no complete answer before the deadline"
+        return APITimeoutError(message, service=service.name, task_id=task_id)
+
     def _failed(self, exc: httpx.HTTPError, service: Service, task_id: str) -> APIError:
         error = transport_error(exc, service, task_id)
         logger.debug("GET %s task %r failed: %s", service.name, task_id, error)

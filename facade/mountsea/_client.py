@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 import time
@@ -132,6 +133,24 @@ class Mountsea(BaseClient):
             raise self._failed(exc, service, task_id) from exc
         return self._answer(service, task_id, response)
 
+    def _fetch_within(self, service: Service, task_id: str, budget: float | None) -> Task:
+        """`_fetch`, given up on once ``budget`` seconds have passed (None: no limit).
+
+        httpx's timeouts apply to each read, so a server trickling its answer would outlast
+        them: with a deadline, the request runs on a worker thread, left to end on its own.
+        """
+        if budget is None:
+            return self._fetch(service, task_id, budget)
+        replies: queue.SimpleQueue[_Reply] = queue.SimpleQueue()
+        self._workers.submit(replies, None, partial(self._fetch, service, task_id, budget))
+        try:
+            _, outcome = replies.get(timeout=max(budget, 0.0))
+        except queue.Empty:
+            raise self._overdue(service, task_id) from None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
     def _outcome(self, ref: TaskRef, budget: float | None) -> Task | APIError:
         try:
             return self._fetch(SERVICES[ref.service], ref.id, budget)
@@ -169,15 +188,15 @@ class Mountsea(BaseClient):
             if (pause := step.at - time.monotonic()) > 0:
                 time.sleep(pause)
             try:
-                task = self._fetch(service, task_id, poll.budget(time.monotonic()))
+                task = self._fetch_within(service, task_id, poll.budget(time.monotonic()))
             except APIError as exc:
                 step = poll.on_error(exc, time.monotonic())
             else:
                 step = poll.on_task(task, time.monotonic())
 
 
-_Job = tuple["queue.SimpleQueue[_Reply]", Tracked, Callable[[], Task | APIError]]
-_Reply = tuple[Tracked, Task | APIError | BaseException]
+_Job = tuple["queue.SimpleQueue[_Reply]", Tracked | None, Callable[[], Task | APIError]]
+_Reply = tuple[Tracked | None, Task | APIError | BaseException]  # None: a single call's
 
 
 class _Workers:
@@ -198,8 +217,10 @@ class _Workers:
         self._idle = threading.Semaphore(0)  # one permit per worker waiting for a job
         self._started = 0
 
-    def submit(self, replies: queue.SimpleQueue[_Reply], tracked: Tracked, call: Callable[[], Task | APIError]) -> None:
-        """Run ``call`` for ``tracked`` on a worker; its outcome goes to ``replies``."""
+    def submit(
+        self, replies: queue.SimpleQueue[_Reply], tracked: Tracked | None, call: Callable[[], Task | APIError]
+    ) -> None:
+        """Run ``call`` (for ``tracked``, in a batch) on a worker; its outcome goes to ``replies``."""
         with self._lock:
             if not self._idle.acquire(blocking=False):
                 thread = threading.Thread(
@@ -207,7 +228,8 @@ class _Workers:
                 )
                 thread.start()
                 self._started += 1
-            self._jobs.put((replies, tracked, call))
+            # The caller's context variables (a tracing span, say) go with the request.
+            self._jobs.put((replies, tracked, partial(contextvars.copy_context().run, call)))
 
     def shutdown(self) -> None:
         """Let each worker end once its current request is done."""

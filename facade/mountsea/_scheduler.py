@@ -78,7 +78,7 @@ class Scheduler:
             raise ValueError(msg)
         self.deadline = None if timeout is None else now + timeout
         self.max_concurrency = max_concurrency
-        self.in_flight = 0
+        self._sent: set[Tracked] = set()  # requests in flight
         self.errors: dict[TaskRef, APIError] = {}
         self._paused: dict[str, float] = {}  # service -> end of its shared pause
         self._heap: list[tuple[float, int, Tracked]] = []  # (when, input index, task)
@@ -104,6 +104,11 @@ class Scheduler:
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered."""
+        return len(self._sent)
+
     def _finish(self, tracked: Tracked, task: Task) -> None:
         self._ready.append(task)
         if self._order is not None:
@@ -120,7 +125,7 @@ class Scheduler:
         """Tasks to request now; counts them as in flight."""
         out: list[Tracked] = []
         held: list[Tracked] = []
-        while self._heap and self._heap[0][0] <= now and self.in_flight + len(out) < self.max_concurrency:
+        while self._heap and self._heap[0][0] <= now and len(self._sent) + len(out) < self.max_concurrency:
             _, _, tracked = heapq.heappop(self._heap)
             pause = self._paused.get(tracked.ref.service, 0.0)
             if pause > now:
@@ -135,18 +140,19 @@ class Scheduler:
                 self._expired.append(tracked)
             else:
                 self._push(resume, tracked)
-        self.in_flight += len(out)
+        self._sent.update(out)
         return out
 
     def wakeup(self) -> float | None:
-        """When `due()` may next return something (None: only answers can change things)."""
-        if not self._heap or self.in_flight >= self.max_concurrency:
-            return None
-        return self._heap[0][0]
+        """When to call `due()` and `over()` again if no answer comes first (None: wait for one)."""
+        when = self._heap[0][0] if self._heap and len(self._sent) < self.max_concurrency else None
+        if self._sent and self.deadline is not None:  # answers still out at the deadline are given up
+            when = self.deadline if when is None else min(when, self.deadline)
+        return when
 
     def on_outcome(self, tracked: Tracked, outcome: Task | APIError, now: float) -> Task | None:
         """An answer for ``tracked`` arrived at ``now``. Returns the status change to report, if any."""
-        self.in_flight -= 1
+        self._sent.remove(tracked)
         if isinstance(outcome, Task):
             step = tracked.on_task(outcome, now)
         else:
@@ -184,12 +190,14 @@ class Scheduler:
         The errors' ``finished`` lists `results()`: empty without ``keep_results``, as
         every finished task has been handed out by then.
         """
-        if self.in_flight:
+        if (self._sent or self._heap) and (self.deadline is None or now < self.deadline):
             return False
-        if self._heap and (self.deadline is None or now < self.deadline):
-            return False
+        # Past the deadline: what is still scheduled, and what is still in flight (a server
+        # trickling its answer outlasts httpx's per-read timeouts), is pending.
         self._expired += (tracked for _, _, tracked in self._heap)
+        self._expired += self._sent
         self._heap.clear()
+        self._sent.clear()
         if self._expired:
             pending = [t.last or t.ref for t in sorted(self._expired, key=_input_order)]
             message = f"{len(self._expired)} of {self._size} tasks not done by the deadline"

@@ -81,10 +81,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
     def _serve(self, fault: Fault | None, n: int, request: RecordedRequest) -> None:
-        if fault is None or fault.kind in ("delay", "slow_body"):
+        if fault is None or fault.kind in ("delay", "slow_body", "trickle"):
             if fault and fault.kind == "delay":
                 self.server.stopping.wait(fault.seconds)
             code, headers, body = self.server.fake._answer(request, n)
+            if fault and fault.kind == "trickle":
+                return self._trickle(n, code, headers, body, fault.seconds)
             return self._send(n, code, headers, body, pause=fault.seconds if fault and fault.kind == "slow_body" else 0)
         kind = fault.kind
         if kind in ("status", "html", "redirect"):
@@ -128,6 +130,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.stopping.wait(pause)
         self.wfile.write(body[len(body) // 2 :])
         self.wfile.flush()
+
+    def _trickle(self, n: int, code: int, headers: _Headers, body: bytes, seconds: float) -> None:
+        """The whole answer, a byte every ``seconds``, until it is sent or the server stops."""
+        self.send_response(code)
+        self.send_header("X-Request-Id", f"req-{n}")
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        # The status line and headers are buffered by BaseHTTPRequestHandler until end_headers():
+        # take them from its buffer to send them slowly too.
+        buffered: list[bytes] = self.__dict__.pop("_headers_buffer", [])
+        raw = b"".join(buffered) + b"\r\n" + body
+        for i in range(len(raw)):
+            if self.server.stopping.wait(seconds):
+                self.close_connection = True
+                return
+            self.wfile.write(raw[i : i + 1])
+            self.wfile.flush()
 
 
 def _shutdown(conn: socket.socket) -> None:

@@ -65,6 +65,14 @@ class Fault:
         return cls("slow_body", seconds=seconds)
 
     @classmethod
+    def trickle(cls, seconds: float) -> Fault:
+        """Send the normal answer, status line and headers included, a byte every `seconds`.
+
+        Each read is quick, so no per-read timeout fires; only a deadline on the whole request can.
+        """
+        return cls("trickle", seconds=seconds)
+
+    @classmethod
     def drop(cls) -> Fault:
         """Close the connection without answering."""
         return cls("drop")
