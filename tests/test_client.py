@@ -6,6 +6,8 @@ Every test runs through both front ends via the ``front`` fixture.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import httpx
@@ -362,3 +364,20 @@ def test_debug_logging_copes_with_an_answer_made_already_read(front: Front, capl
         task = front.run(lambda c: c.producer.tasks.get("t-1"), api_key=KEY, base_url=BASE, http_client=http_client)
     assert task.raw_status == "completed"
     assert any("-> 200 in ? ms" in record.getMessage() for record in caplog.records)
+
+
+def test_the_public_api_is_what_mountsea_exports() -> None:
+    for name in mountsea.__all__:
+        value = getattr(mountsea, name)
+        assert name in dir(mountsea)
+        if isinstance(value, type):
+            assert value.__module__ == "mountsea", name  # reprs say mountsea.Task, not mountsea._task.Task
+
+
+def test_import_mountsea_leaves_asyncio_until_async_mountsea_is_used() -> None:
+    code = (
+        "import sys, mountsea; before = 'asyncio' in sys.modules; "
+        "from mountsea import AsyncMountsea; print(before, 'asyncio' in sys.modules, AsyncMountsea.__module__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.split() == ["False", "True", "mountsea"]

@@ -8,9 +8,8 @@ for them with one deadline, retries and typed errors. The generated clients
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._async_client import AsyncMountsea as AsyncMountsea
 from ._client import Mountsea as Mountsea
 from ._errors import APIConnectionError as APIConnectionError
 from ._errors import APIError as APIError
@@ -33,6 +32,9 @@ from ._task import TERMINAL_STATUSES as TERMINAL_STATUSES
 from ._task import Task as Task
 from ._task import TaskRef as TaskRef
 from ._task import TaskStatus as TaskStatus
+
+if TYPE_CHECKING:  # imported on first use: asyncio alone costs as much as the rest of mountsea
+    from ._async_client import AsyncMountsea as AsyncMountsea
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -62,13 +64,19 @@ __all__ = [
 
 # Public names say `mountsea.Task`, not `mountsea._task.Task`, in reprs and tracebacks.
 for _name in __all__:
-    _value = globals()[_name]
+    _value = globals().get(_name)
     if isinstance(_value, type):
         _value.__module__ = __name__
 del _name, _value
 
 
 def __getattr__(name: str) -> Any:
+    if name == "AsyncMountsea":
+        from ._async_client import AsyncMountsea
+
+        AsyncMountsea.__module__ = __name__
+        globals()[name] = AsyncMountsea  # once: later lookups do not come here
+        return AsyncMountsea
     # Served lazily from the installed metadata: no version string to keep in sync.
     if name == "__version__":
         from importlib.metadata import version
