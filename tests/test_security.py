@@ -166,6 +166,16 @@ def test_a_request_id_echoing_the_key_gets_it_redacted(
     assert_secret_absent(caught.value, caplog=caplog)
 
 
+@pytest.mark.parametrize("status", [200, 401])
+def test_a_broken_body_echoing_the_key_escaped_is_withheld(front: Front, server: FakeMountsea, status: int) -> None:
+    # Not JSON, so the escapes cannot be decoded as JSON; the excerpt is withheld instead.
+    server.inject(Fault.status(status, body='{"message": "bad \\u0073' + SECRET[1:] + '" oops'))
+    with pytest.raises(mountsea.APIError) as caught:
+        front.run(lambda c: c.producer.tasks.get("t"), api_key=SECRET, base_url=server.url, max_retries=0)
+    assert "[withheld: the answer quotes the API key]" in str(caught.value)
+    assert_secret_absent(caught.value)
+
+
 def test_a_task_echoing_the_key_escaped_gets_it_redacted(front: Front, server: FakeMountsea) -> None:
     escaped = SECRET.replace("/", "\\/").replace("s", "\\u0073")
     body = '{"taskId": "t", "status": "failed", "errorMessage": "key ' + escaped + '", "note": "' + escaped + '"}'
@@ -406,6 +416,8 @@ BAD_BASE_URLS = {
     "fragment": "http://127.0.0.1:{port}#hunter2",
     "empty-host": "http://",
     "unparsable-with-password": "http://user:hunter2@[::1",
+    "password-with-slash": "https://user:hunter2/x@127.0.0.1:{port}",
+    "password-with-hash": "https://user:hunter2#x@127.0.0.1:{port}",
 }
 
 

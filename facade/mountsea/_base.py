@@ -68,13 +68,12 @@ def _base_url(base_url: str | None) -> str:
     try:
         url = httpx.URL(raw)
     except (httpx.InvalidURL, TypeError) as exc:
-        # Quoted without its user:password@, which may be real; httpx's reason is given only
-        # if it does not quote that part, and not chained (a traceback would show it).
-        userinfo = re.search(r"(?<=//)[^/?#]*@", raw) if isinstance(raw, str) else None
+        # Quoted without its user:password@, which may be real; httpx's reason only when
+        # there is none (it may quote a piece of the password), and never chained.
+        # Up to the last "@": a password may hold an unencoded "/", "?" or "#".
+        userinfo = re.search(r"(?<=//).*@", raw) if isinstance(raw, str) else None
         shown = raw if userinfo is None else raw.replace(userinfo[0], "***@", 1)
-        reason = str(exc)
-        if userinfo is not None and any(part and part in reason for part in re.split(r"[:@]", userinfo[0])):
-            reason = "withheld: it quotes the credentials"
+        reason = str(exc) if userinfo is None else "details withheld: it holds credentials"
         msg = f"base_url {shown!r} is not a valid URL ({reason})"
         raise ConfigurationError(msg) from None
     if url.scheme not in {"http", "https"} or not url.host:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextvars
+import os
 import queue
 import threading
 import time
 import typing
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 
 import httpx
 
@@ -38,6 +40,10 @@ class Mountsea(BaseClient):
     then ``https://api.mountsea.ai``. ``timeout`` bounds each request (seconds);
     ``max_retries`` is how often `get()` retries a transient failure. A passed-in
     ``http_client`` is used as is and left open by `close()`.
+
+    A batch's requests, and a ``wait()``'s when it has a deadline, run on the client's
+    worker threads (so that a deadline holds however slowly a server answers); `close()`,
+    or the client's garbage collection, ends them.
     """
 
     def __init__(
@@ -62,7 +68,8 @@ class Mountsea(BaseClient):
             if http_client is not None
             else httpx.Client(headers=self._headers, max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS)
         )
-        self._workers = _Workers()  # started by the first batch
+        self._workers = _Workers()  # started by the first batch or wait()
+        weakref.finalize(self, self._workers.shutdown)  # a client never closed still ends them
         self.producer = ServiceClient(self, SERVICES["producer"])
         self.xai = ServiceClient(self, SERVICES["xai"])
 
@@ -144,7 +151,7 @@ class Mountsea(BaseClient):
         replies: queue.SimpleQueue[_Reply] = queue.SimpleQueue()
         self._workers.submit(replies, None, partial(self._fetch, service, task_id, budget))
         try:
-            _, outcome = replies.get(timeout=max(budget, 0.0))
+            _, outcome = replies.get(timeout=_os_wait(max(budget, 0.0)))
         except queue.Empty:
             raise self._overdue(service, task_id) from None
         if isinstance(outcome, BaseException):
@@ -169,7 +176,7 @@ class Mountsea(BaseClient):
             wakeup = scheduler.wakeup()
             pause = None if wakeup is None else max(0.0, wakeup - now)
             if not scheduler.in_flight:
-                time.sleep(pause or 0.0)
+                time.sleep(_os_wait(pause or 0.0))
                 continue
             for tracked, outcome in _answers(replies, timeout=pause):
                 update = scheduler.on_outcome(tracked, outcome, time.monotonic())
@@ -186,7 +193,7 @@ class Mountsea(BaseClient):
             if isinstance(step, Fail):
                 raise step.error
             if (pause := step.at - time.monotonic()) > 0:
-                time.sleep(pause)
+                time.sleep(_os_wait(pause))
             try:
                 task = self._fetch_within(service, task_id, poll.budget(time.monotonic()))
             except APIError as exc:
@@ -212,6 +219,11 @@ class _Workers:
     """
 
     def __init__(self) -> None:
+        self._reset()
+        _ALL_WORKERS.add(self)
+
+    def _reset(self) -> None:
+        """Start afresh: no thread, no permit, no queued job."""
         self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)  # one permit per worker waiting for a job
@@ -241,20 +253,49 @@ class _Workers:
 
     @staticmethod
     def _work(jobs: queue.SimpleQueue[_Job | None], idle: threading.Semaphore) -> None:
-        while (job := jobs.get()) is not None:
-            replies, tracked, call = job
-            try:
-                outcome: Task | APIError | BaseException = call()
-            except BaseException as exc:  # handed to the caller's thread, which raises it
-                outcome = exc
-            idle.release()  # before the reply: the batch may submit its next job on seeing it
-            replies.put((tracked, outcome))
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            _Workers._serve(job, idle)
+            # An idle worker holds nothing: not the client (an unclosed client can then be
+            # collected, and its finaliser ends the workers), nor the last task.
+            del job
+
+    @staticmethod
+    def _serve(job: _Job, idle: threading.Semaphore) -> None:
+        replies, tracked, call = job
+        try:
+            outcome: Task | APIError | BaseException = call()
+        except BaseException as exc:  # handed to the caller's thread, which raises it
+            outcome = exc
+        idle.release()  # before the reply: the batch may submit its next job on seeing it
+        replies.put((tracked, outcome))
+
+
+# Every pool, to forget its threads in a forked child: they did not survive the fork,
+# and a job queued for one of them would wait forever.
+_ALL_WORKERS: Final[weakref.WeakSet[_Workers]] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for workers in list(_ALL_WORKERS):
+        workers._reset()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _os_wait(seconds: float) -> float:
+    """``seconds``, cut to the longest wait the OS accepts (~292 years) rather than overflow."""
+    return min(seconds, threading.TIMEOUT_MAX)
 
 
 def _answers(replies: queue.SimpleQueue[_Reply], timeout: float | None) -> list[tuple[Tracked, Task | APIError]]:
     """The answers that arrived, waiting up to ``timeout`` seconds for the first."""
     try:
-        done = [replies.get(timeout=timeout)]
+        done = [replies.get(timeout=None if timeout is None else _os_wait(timeout))]
     except queue.Empty:
         return []
     while not replies.empty():

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -77,7 +78,7 @@ def read_answer(
             if len(secret) >= _MIN_SECRET:
                 payload = _redact_decoded(payload, content, secret)
         except (ValueError, RecursionError) as exc:
-            text = _redact(content, secret)[:_EXCERPT].decode("utf-8", "replace")
+            text = _quotable(_redact(content, secret), secret)[:_EXCERPT].decode("utf-8", "replace")
             message = f"{where}: the {status_code} answer is not JSON: {_excerpt(text) or '(empty body)'}"
             raise ResponseValidationError(message, body=text, service=service.name, task_id=task_id) from exc
         try:
@@ -92,7 +93,7 @@ def read_answer(
     try:
         body: Any = _redact_decoded(_decode(content), content, secret)
     except (ValueError, RecursionError):
-        body = content.decode("utf-8", "replace")
+        body = _quotable(content, secret).decode("utf-8", "replace")
     trace_id = body.get("traceId") if isinstance(body, dict) else None
     message = f"{where}: HTTP {status_code}: {_excerpt(body) or '(empty body)'}"
     raise status_error(status_code)(
@@ -113,6 +114,26 @@ def _redact(content: bytes, secret: bytes) -> bytes:
 
 def _redact_text(text: str | None, secret: bytes) -> str | None:
     return text.replace(secret.decode(), "[secure]") if text and secret else text
+
+
+_JSON_ESCAPE: Final = re.compile(rb"\\u([0-9a-fA-F]{4})|\\(.)")
+
+
+def _quotable(content: bytes, secret: bytes) -> bytes:
+    """``content`` (masked already), or a placeholder if it holds the key JSON-escaped.
+
+    For a body that is not JSON, so `_redact_decoded` cannot see through its escapes.
+    """
+    if not secret or b"\\" not in content:
+        return content
+
+    def unescape(match: re.Match[bytes]) -> bytes:
+        code = match[1]
+        return chr(int(code, 16)).encode("utf-8", "replace") if code else match[2]
+
+    if secret in _JSON_ESCAPE.sub(unescape, content):
+        return b"[withheld: the answer quotes the API key]"
+    return content
 
 
 def _redact_decoded(payload: Any, content: bytes, secret: bytes) -> Any:
