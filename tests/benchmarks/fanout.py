@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakeserver import ServerProcess, TaskSpec
-from fanout_worker import Outcome
+from fanout_worker import WARMUP_TASKS, Outcome
 
 WORKER = Path(__file__).with_name("fanout_worker.py")
 CONCURRENCY = 64
@@ -127,8 +127,9 @@ class _WorkerRun:
 def _run_worker(
     server: ServerProcess, front: str, specs: list[TaskSpec], interval: float, timeout: float
 ) -> _WorkerRun:
-    """Script ``specs`` and poll them from a fresh worker process."""
+    """Script ``specs`` and poll them from a fresh worker process, after its warm-up batch."""
     server.reset()
+    server.add([("producer", f"w{i}", ["completed"], None) for i in range(WARMUP_TASKS)])
     # The worker's own deadline ends a stuck batch a little before the parent gives up on it.
     args = [front, server.url, server.api_key, str(len(specs)), str(interval), str(CONCURRENCY), str(timeout - 10)]
     with subprocess.Popen(
@@ -140,6 +141,7 @@ def _run_worker(
             if worker.stdout.readline().strip() != "READY":
                 msg = f"the fan-out worker did not start (exit code {worker.wait()})"
                 raise RuntimeError(msg)
+            server.reset()  # the warm-up's tasks and requests are not the batch's
             added_from, added_to = server.add(specs)
             server_cpu = _cpu_seconds(server.pid)
             out, _ = worker.communicate("go\n", timeout=timeout)

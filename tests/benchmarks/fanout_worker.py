@@ -3,8 +3,11 @@
 ``python fanout_worker.py FRONT URL API_KEY TASKS INTERVAL CONCURRENCY TIMEOUT`` polls the tasks
 ``f0`` ... ``f<TASKS-1>`` of the producer service through ``as_completed``, with
 ``PollPolicy.fixed(INTERVAL)`` and a deadline of TIMEOUT seconds. It builds its client and refs,
-prints ``READY``, waits for a line on stdin (the parent scripts the tasks meanwhile), runs, and
-prints one JSON line. It exits at once if stdin closes first (the parent is gone).
+warms up (one batch over the `WARMUP_TASKS` already-completed tasks ``w0``, ``w1``..., so that
+the modules, connections, worker threads and allocator arenas a first batch brings in are
+there before the measurement), prints ``READY``, waits for a line on stdin (the parent scripts the tasks
+meanwhile), runs, and prints one JSON line. It exits at once if stdin closes first (the parent
+is gone).
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import mountsea
 from mountsea import PollPolicy, Task, TaskRef
+
+# Enough for every worker thread and connection to be busy at once for a while: what the
+# allocator needs at full concurrency is then in place (a few hundred tasks do not suffice).
+WARMUP_TASKS = 1_000
 
 
 @dataclass
@@ -34,6 +42,7 @@ class Outcome:
     rss_peak_kb: int
     threads_before: int
     threads_peak: int
+    warmup_rss_kb: int  # peak RSS growth of the warm-up batch: the cost of a first batch
 
 
 def memory_kb() -> dict[str, int]:
@@ -72,57 +81,88 @@ class Probe:
         self.sample()
 
 
+class Run:
+    """One worker's measurements, taken around the warm-up and the batch."""
+
+    def __init__(self) -> None:
+        self.probe = Probe()
+        self.warmup_rss_kb = 0
+        self.rss_before_kb = self.threads_before = 0
+        self.cpu0 = self.t0 = 0.0
+
+    def cold(self) -> None:
+        """Before the warm-up batch."""
+        gc.collect()
+        reset_peak_rss()
+        self.warmup_rss_kb = -memory_kb()["VmRSS"]
+
+    def ready(self) -> None:
+        """After the warm-up: tell the parent, wait for its go, take the baseline."""
+        self.warmup_rss_kb += memory_kb()["VmHWM"]
+        settle = time.monotonic() + 5  # the warm-up's worker threads are ending
+        while threading.active_count() > 1 and time.monotonic() < settle:
+            time.sleep(0.01)
+        gc.collect()
+        print("READY", flush=True)
+        if not sys.stdin.readline():
+            sys.exit("fanout_worker: stdin closed before the go")
+        reset_peak_rss()
+        self.rss_before_kb = memory_kb()["VmRSS"]
+        self.threads_before = threading.active_count()
+        self.cpu0 = time.process_time()
+        self.t0 = time.monotonic()
+
+    def outcome(self) -> Outcome:
+        """After the batch."""
+        return Outcome(
+            t0=self.t0,
+            wall=time.monotonic() - self.t0,
+            finished=self.probe.finished,
+            succeeded=self.probe.succeeded,
+            cpu=time.process_time() - self.cpu0,
+            rss_before_kb=self.rss_before_kb,
+            rss_peak_kb=memory_kb()["VmHWM"],
+            threads_before=self.threads_before,
+            threads_peak=self.probe.threads_peak,
+            warmup_rss_kb=self.warmup_rss_kb,
+        )
+
+
 def run(front: str, url: str, api_key: str, tasks: int, interval: float, concurrency: int, timeout: float) -> Outcome:
-    """Set up, wait for the parent's go, poll every task to the end, and measure."""
+    """Set up, warm up, wait for the parent's go, poll every task to the end, and measure.
+
+    The client exists, and has run one batch at full concurrency, before the baseline:
+    its pool and connections, the modules a first request imports, the worker threads and
+    the allocator's arenas at full concurrency are costs of the client, paid once
+    (reported as ``warmup_rss_kb``), not of the tasks.
+    """
     refs = [TaskRef("producer", f"f{i}") for i in range(tasks)]
+    warmup = [TaskRef("producer", f"w{i}") for i in range(WARMUP_TASKS)]
+    options: dict[str, Any] = {"timeout": timeout, "max_concurrency": concurrency}
     policy = PollPolicy.fixed(interval)
-    probe = Probe()
-    # The client exists before the baseline: its TLS context and pool are not per-task costs.
-    sync_client = mountsea.Mountsea(api_key, base_url=url) if front == "sync" else None
-    async_client = mountsea.AsyncMountsea(api_key, base_url=url) if front == "async" else None
-    gc.collect()
-    print("READY", flush=True)
-    if not sys.stdin.readline():
-        sys.exit("fanout_worker: stdin closed before the go")
+    measure = Run()
+    if front == "sync":
+        with mountsea.Mountsea(api_key, base_url=url) as client:
+            measure.cold()
+            client.wait_all(warmup, **options)
+            measure.ready()
+            for task in client.as_completed(refs, poll=policy, on_update=measure.probe.sample, **options):
+                measure.probe.result(task)
+    elif front == "async":
 
-    reset_peak_rss()
-    rss_before = memory_kb()["VmRSS"]
-    threads_before = threading.active_count()
-    cpu0 = time.process_time()
-    t0 = time.monotonic()
-    if sync_client is not None:
-        with sync_client:
-            batch = sync_client.as_completed(
-                refs, timeout=timeout, poll=policy, max_concurrency=concurrency, on_update=probe.sample
-            )
-            for task in batch:
-                probe.result(task)
-    elif async_client is not None:
+        async def drive() -> None:  # one event loop for the warm-up and the batch: the pool is bound to it
+            async with mountsea.AsyncMountsea(api_key, base_url=url) as client:
+                measure.cold()
+                await client.wait_all(warmup, **options)
+                measure.ready()
+                async for task in client.as_completed(refs, poll=policy, on_update=measure.probe.sample, **options):
+                    measure.probe.result(task)
 
-        async def drive(client: mountsea.AsyncMountsea) -> None:
-            async with client:
-                batch = client.as_completed(
-                    refs, timeout=timeout, poll=policy, max_concurrency=concurrency, on_update=probe.sample
-                )
-                async for task in batch:
-                    probe.result(task)
-
-        asyncio.run(drive(async_client))
+        asyncio.run(drive())
     else:
         msg = f"front must be 'sync' or 'async', not {front!r}"
         raise ValueError(msg)
-    wall = time.monotonic() - t0
-    return Outcome(
-        t0=t0,
-        wall=wall,
-        finished=probe.finished,
-        succeeded=probe.succeeded,
-        cpu=time.process_time() - cpu0,
-        rss_before_kb=rss_before,
-        rss_peak_kb=memory_kb()["VmHWM"],
-        threads_before=threads_before,
-        threads_peak=probe.threads_peak,
-    )
+    return measure.outcome()
 
 
 def main(argv: list[str]) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import calls
 import fanout
+import heap
 from fakeserver import ServerProcess
 
 README = Path(__file__).with_name("README.md")
@@ -34,6 +35,7 @@ MIN_THROUGHPUT = 0.85
 MAX_WALL = 1.2
 MAX_REQUESTS = 1.1
 MAX_RSS_MB_PER_1000 = 1.0
+MAX_HEAP_PER_TASK = 1_000  # bytes: "a few hundred"
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ def verdict(ok: bool) -> str:
 
 def predicted(tasks: int, capacity: fanout.Capacity) -> float:
     """Seconds a batch should take at ``capacity``, with its probe and process start-up."""
-    return fanout.plan(tasks, capacity).predicted_wall + PROBE_TASKS[capacity.front] / capacity.rate + 3
+    warmups = 2 * fanout.WARMUP_TASKS  # one before the probe, one before the batch
+    return fanout.plan(tasks, capacity).predicted_wall + (PROBE_TASKS[capacity.front] + warmups) / capacity.rate + 3
 
 
 def too_long(tasks: int, capacity: fanout.Capacity, started: float, reserve: float) -> str | None:
@@ -95,15 +98,23 @@ def run_fanouts(server: ServerProcess, started: float, full: bool) -> list[Front
     return list(results.values())
 
 
-def summary_rows(throughput: calls.Throughput, imports: calls.ImportTimes, fronts: list[FrontResults]) -> list[Row]:
-    """The results table: one row per target, plus the import ratio."""
+def summary_rows(
+    throughput: calls.Throughput, imports: calls.ImportTimes, per_task: heap.HeapPerTask, fronts: list[FrontResults]
+) -> list[Row]:
+    """The results table: one row per target, plus the figures reported without one."""
     rows = [
         Row(
             "Per-call: `get()` / bare `httpx.Client.get` throughput",
             f"{throughput.ratio:.2f} ({throughput.facade:,.0f} vs {throughput.bare:,.0f} calls/s)",
             f">= {MIN_THROUGHPUT}",
             verdict(throughput.ratio >= MIN_THROUGHPUT),
-        )
+        ),
+        Row(
+            f"Python heap per tracked task ({per_task.tasks:,} tasks, each seen pending)",
+            f"{per_task.pending:,.0f} B ({per_task.scheduled:,.0f} B before its first answer)",
+            f"< {MAX_HEAP_PER_TASK:,} B",
+            verdict(per_task.pending < MAX_HEAP_PER_TASK),
+        ),
     ]
     for front in fronts:
         done: dict[int, fanout.FanoutResult] = {}
@@ -135,6 +146,15 @@ def summary_rows(throughput: calls.Throughput, imports: calls.ImportTimes, front
             ]
         if done:
             rows.append(threads_row(front.front, done))
+            first = max(run.outcome.warmup_rss_kb for run in done.values()) * 1024 / 1e6
+            rows.append(
+                Row(
+                    f"Fan-out {front.front}: RSS of a client's first batch ({fanout.WARMUP_TASKS:,} tasks, warm-up)",
+                    f"{first:.1f} MB, once per client",
+                    "(reported)",
+                    "-",
+                )
+            )
     rows.append(
         Row(
             "Import: `import mountsea` / `import httpx`",
@@ -221,9 +241,12 @@ def report(
     rows: list[Row],
     throughput: calls.Throughput,
     imports: calls.ImportTimes,
+    per_task: heap.HeapPerTask,
     fronts: list[FrontResults],
     took: float,
     load: tuple[float, float],
+    *,
+    full: bool,
 ) -> str:
     """The README: how to run, the machine, the results and what each benchmark measures."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -242,7 +265,7 @@ runs the fan-outs that would overrun the time budget.
 
 {now}; {platform.platform()}; {os.cpu_count()} CPUs; Python {platform.python_version()};
 httpx {version("httpx")}, httpcore {version("httpcore")}; load average {load[0]:.1f} before, {load[1]:.1f} after;
-{took:.0f} s in all.
+{took:.0f} s in all{" (`run.py --full`)" if full else ""}.
 
 {results}
 
@@ -256,11 +279,18 @@ httpx {version("httpx")}, httpcore {version("httpcore")}; load average {load[0]:
   `PollPolicy.fixed(interval)`, in a fresh worker process. Each task goes pending, processing,
   completed and finishes at its own time, spread over the first interval. *Ideal* wall: the last
   finish plus one interval. *Minimum* requests: per task, `ceil(finish / interval) + 1` (polls at
-  t=0, then every interval). RSS: VmHWM after the run minus VmRSS before it (client and refs
-  already built). Threads: `threading.active_count()` before the run and at its peak.
+  t=0, then every interval). RSS: VmHWM after the run minus VmRSS before it. Before it, the
+  client is built and has run one warm-up batch over {fanout.WARMUP_TASKS:,} completed tasks at the same
+  concurrency: its threads, connections, the modules a first request imports and the allocator's
+  arenas at full concurrency are the client's one-off cost (reported as *first batch*), not the
+  tasks'. Threads: `threading.active_count()` before the run and at its peak.
+- **Heap per tracked task**: `tracemalloc` in a fresh process, over the fan-out scheduler alone:
+  {per_task.tasks:,} tasks scheduled, each answered once with a `pending` Task parsed from the JSON
+  FakeMountsea sends: the state kept for an unfinished task between two polls (its polling state,
+  its heap entry and its last Task).
 - **Import time**: cumulative `-X importtime` of `import mountsea` and of `import httpx` in fresh
-  interpreters with warm bytecode caches, median of {imports.runs} interleaved runs. Of mountsea's
-  time, {imports.asyncio_in_mountsea:.0f} ms is `asyncio`, which httpx does not import.
+  interpreters with warm bytecode caches, median of {imports.runs} interleaved runs. `asyncio` is
+  loaded with `AsyncMountsea`, on first use ({imports.asyncio_in_mountsea:.0f} ms of it in `import mountsea`).
 
 ## Fan-out details
 
@@ -271,8 +301,8 @@ can: the probed rate, with the CPU cores the client and the server used meanwhil
 is {fanout.HEADROOM:g}x the time one round of polls over every task takes at that rate, so that rounds do not
 overlap; *first round* is how long that round really took. The server is not the bottleneck, the
 client is: httpcore's pool does work in proportion to its open connections on every request, so at
-{fanout.CONCURRENCY} connections a request costs milliseconds of client CPU. Most of a 1,000-task run's RSS
-growth is fixed cost ({fanout.CONCURRENCY} worker threads or connections), hence the marginal figure.
+{fanout.CONCURRENCY} connections a request costs milliseconds of client CPU. A finished task costs nothing:
+`as_completed` forgets each task once yielded.
 """
 
 
@@ -290,13 +320,15 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     print("import time...", file=sys.stderr, flush=True)
     imports = calls.import_times()
+    print("heap per tracked task...", file=sys.stderr, flush=True)
+    per_task = heap.heap_per_task()
     with ServerProcess() as server:
         print("per-call overhead...", file=sys.stderr, flush=True)
         throughput = calls.per_call_overhead(server)
         fronts = run_fanouts(server, started, args.full)
-    rows = summary_rows(throughput, imports, fronts)
+    rows = summary_rows(throughput, imports, per_task, fronts)
     load = (load_before, os.getloadavg()[0])
-    text = report(rows, throughput, imports, fronts, time.monotonic() - started, load)
+    text = report(rows, throughput, imports, per_task, fronts, time.monotonic() - started, load, full=args.full)
     print(text)
     README.write_text(text, encoding="utf-8")
     return 0
