@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import subprocess
 import sys
 import threading
@@ -424,7 +423,6 @@ def test_a_client_never_closed_still_ends_its_worker_threads(mountsea_server: Fa
         assert not thread.is_alive()
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
 def test_a_forked_child_gets_workers_of_its_own(mountsea_server: FakeMountsea) -> None:
     # The parent's worker threads do not survive a fork: the child must not queue work for them.
     mountsea_server.add_task("producer", "t", ["completed"])

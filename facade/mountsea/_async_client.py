@@ -17,6 +17,7 @@ from ._base import (
     DEFAULT_WAIT_TIMEOUT,
     MAX_REDIRECTS,
     BaseClient,
+    BaseTasks,
 )
 from ._errors import APIError
 from ._generated import SERVICES, Service
@@ -186,20 +187,12 @@ class AsyncMountsea(BaseClient):
                 step = poll.on_task(task, time.monotonic())
 
 
-class AsyncTasks:
+class AsyncTasks(BaseTasks["AsyncMountsea"]):
     """``client.<service>.tasks``: read one service's tasks, or wait for them."""
-
-    def __init__(self, client: AsyncMountsea, service: Service) -> None:
-        self._client = client
-        self._service = service
-
-    def __repr__(self) -> str:
-        return f"<AsyncTasks service={self._service.name!r}>"
 
     async def get(self, task_id: str) -> Task:
         """The task as it is now; transient failures are retried ``max_retries`` times."""
-        poll = self._client._poll(self._service, task_id, now=time.monotonic())
-        return await self._client._run(poll, self._service, task_id, None)
+        return await self._client._run(self._get_poll(task_id), self._service, task_id, None)
 
     async def wait(
         self,
@@ -218,15 +211,7 @@ class AsyncTasks:
         Raises `TaskFailedError` for a failed, cancelled or timed-out task (unless
         ``raise_on_failure=False``) and `WaitTimeoutError` when the deadline passes.
         """
-        machine = self._client._poll(
-            self._service,
-            task_id,
-            now=time.monotonic(),
-            until_done=True,
-            timeout=timeout,
-            poll=poll,
-            raise_on_failure=raise_on_failure,
-        )
+        machine = self._wait_poll(task_id, timeout, poll, raise_on_failure)
         return await self._client._run(machine, self._service, task_id, on_update)
 
     def as_completed(
@@ -256,12 +241,6 @@ class AsyncTasks:
         return await self._client.wait_all(
             self._refs(task_ids), timeout=timeout, poll=poll, max_concurrency=max_concurrency, on_update=on_update
         )
-
-    def _refs(self, task_ids: Iterable[str]) -> list[TaskRef]:
-        if isinstance(task_ids, str):
-            msg = "task_ids must be an iterable of ids, not a single str"
-            raise ValueError(msg)
-        return [TaskRef(self._service.name, task_id) for task_id in task_ids]
 
 
 class AsyncServiceClient:

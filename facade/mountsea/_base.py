@@ -13,7 +13,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import httpx
 
@@ -24,7 +24,7 @@ from ._response import read_answer, transport_error
 from ._scheduler import Scheduler
 from ._task import Task, TaskRef
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "BaseClient"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "BaseClient", "BaseTasks"]
 
 DEFAULT_BASE_URL: Final = "https://api.mountsea.ai"
 DEFAULT_TIMEOUT: Final = 30.0  # seconds per request; a wait's deadline clips it further
@@ -251,6 +251,42 @@ class BaseClient:
         error = transport_error(exc, service, task_id)
         logger.debug("GET %s task %r failed: %s", service.name, task_id, error)
         return error
+
+
+ClientT = TypeVar("ClientT", bound=BaseClient)
+
+
+class BaseTasks(Generic[ClientT]):
+    """What ``client.<service>.tasks`` is on either front end, short of the I/O."""
+
+    def __init__(self, client: ClientT, service: Service) -> None:
+        self._client = client
+        self._service = service
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} service={self._service.name!r}>"
+
+    def _get_poll(self, task_id: str) -> Poll:
+        return self._client._poll(self._service, task_id, now=time.monotonic())
+
+    def _wait_poll(
+        self, task_id: str, timeout: float | None, poll: PollPolicy | float | None, raise_on_failure: bool
+    ) -> Poll:
+        return self._client._poll(
+            self._service,
+            task_id,
+            now=time.monotonic(),
+            until_done=True,
+            timeout=timeout,
+            poll=poll,
+            raise_on_failure=raise_on_failure,
+        )
+
+    def _refs(self, task_ids: Iterable[str]) -> list[TaskRef]:
+        if isinstance(task_ids, str):
+            msg = "task_ids must be an iterable of ids, not a single str"
+            raise ValueError(msg)
+        return [TaskRef(self._service.name, task_id) for task_id in task_ids]
 
 
 def _elapsed(response: httpx.Response) -> str:
