@@ -212,3 +212,17 @@ def test_requests_still_out_at_the_deadline_are_given_up() -> None:
     assert sim.now == 5.0
     assert caught.value.pending == _refs(3)
     assert sim.yielded == []
+
+
+def test_a_task_finished_beside_a_fatal_answer_is_still_handed_out() -> None:
+    # Both answers arrive together: t0 completed, t1 refused. t0 must not be lost.
+    def answer(ref: mountsea.TaskRef, n: int) -> mountsea.Task | mountsea.APIError:
+        if ref.id == "t1":
+            return mountsea.PermissionDeniedError("no", status_code=403)
+        return make_task("completed", service=ref.service, task_id=ref.id)
+
+    sim = Sim(_scheduler(_refs(3), max_concurrency=2), answer)
+    with pytest.raises(mountsea.PermissionDeniedError):
+        sim.run()
+    assert [t.id for t in sim.yielded] == ["t0"]
+    assert [ref.id for _, ref in sim.sent] == ["t0", "t1"]  # nothing sent after the refusal

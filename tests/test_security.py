@@ -418,6 +418,7 @@ BAD_BASE_URLS = {
     "unparsable-with-password": "http://user:hunter2@[::1",
     "password-with-slash": "https://user:hunter2/x@127.0.0.1:{port}",
     "password-with-hash": "https://user:hunter2#x@127.0.0.1:{port}",
+    "password-with-newline": "http://user:hunter2\n@[::1",
 }
 
 
@@ -458,3 +459,13 @@ def test_the_cli_refuses_a_bad_base_url_without_quoting_credentials(server: Fake
     assert "hunter2" not in done.stderr
     assert SECRET not in done.stderr
     assert server.request_count() == 0
+
+
+def test_an_escaped_echo_of_a_key_starting_with_a_hex_digit_keeps_the_answer_valid(front: Front) -> None:
+    # "\u0035" is "5": masking the bytes would have cut the escape in two and broken the JSON.
+    key = "5'7Zw-S3cr3t-Key"
+    with FakeMountsea(api_key=key) as fake:
+        body = '{"taskId": "t", "status": "failed", "errorMessage": "bad key \\u0035' + key[1:] + '"}'
+        fake.inject(Fault.status(200, body=body))
+        task = front.run(lambda c: c.producer.tasks.get("t"), api_key=key, base_url=fake.url)
+    assert task.error_message == "bad key [secure]"

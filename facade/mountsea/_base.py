@@ -71,7 +71,7 @@ def _base_url(base_url: str | None) -> str:
         # Quoted without its user:password@, which may be real; httpx's reason only when
         # there is none (it may quote a piece of the password), and never chained.
         # Up to the last "@": a password may hold an unencoded "/", "?" or "#".
-        userinfo = re.search(r"(?<=//).*@", raw) if isinstance(raw, str) else None
+        userinfo = re.search(r"(?<=//).*@", raw, re.DOTALL) if isinstance(raw, str) else None
         shown = raw if userinfo is None else raw.replace(userinfo[0], "***@", 1)
         reason = str(exc) if userinfo is None else "details withheld: it holds credentials"
         msg = f"base_url {shown!r} is not a valid URL ({reason})"

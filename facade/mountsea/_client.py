@@ -92,7 +92,8 @@ class Mountsea(BaseClient):
         `BatchError` reports it once they are all done. 401 and 403 stop the batch at once.
         A task is forgotten once yielded: a stream of any length holds only the unfinished.
         At most ``max_concurrency`` requests are in flight, on as many threads, kept for
-        the next batch until `close()`.
+        the next batch until `close()`. A request still out at the deadline is given up,
+        not stopped: it ends on its thread, within the client's ``timeout``.
         """
         scheduler = self._scheduler(
             refs, now=time.monotonic(), timeout=timeout, poll=poll, max_concurrency=max_concurrency
@@ -235,14 +236,14 @@ class _Workers:
     ) -> None:
         """Run ``call`` (for ``tracked``, in a batch) on a worker; its outcome goes to ``replies``."""
         with self._lock:
-            if not self._idle.acquire(blocking=False):
-                thread = threading.Thread(
-                    target=self._work, args=(self._jobs, self._idle), name="mountsea-worker", daemon=True
-                )
-                thread.start()
+            new_thread = not self._idle.acquire(blocking=False)
+            if new_thread:
                 self._started += 1
+            jobs, idle = self._jobs, self._idle
             # The caller's context variables (a tracing span, say) go with the request.
-            self._jobs.put((replies, tracked, partial(contextvars.copy_context().run, call)))
+            jobs.put((replies, tracked, partial(contextvars.copy_context().run, call)))
+        if new_thread:  # started outside the lock: a signal handler calling close() meanwhile cannot deadlock
+            threading.Thread(target=self._work, args=(jobs, idle), name="mountsea-worker", daemon=True).start()
 
     def shutdown(self) -> None:
         """Let each worker end once its current request is done."""
@@ -288,9 +289,12 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+_LONGEST_WAIT: Final = 1e9  # seconds (~31 years): the clock plus this still fits the OS's time types
+
+
 def _os_wait(seconds: float) -> float:
-    """``seconds``, cut to the longest wait the OS accepts (~292 years) rather than overflow."""
-    return min(seconds, threading.TIMEOUT_MAX)
+    """``seconds``, cut to a wait every OS call accepts, rather than overflow."""
+    return min(seconds, _LONGEST_WAIT)
 
 
 def _answers(replies: queue.SimpleQueue[_Reply], timeout: float | None) -> list[tuple[Tracked, Task | APIError]]:

@@ -71,11 +71,9 @@ def read_answer(
     """
     where = f"{service.name} task {task_id!r}"
     if 200 <= status_code <= 299:
-        if len(secret) >= _MIN_SECRET:  # a task quoting the key (in errorMessage, say) keeps it out of sight
-            content = _redact(content, secret)
         try:
             payload = _decode(content)
-            if len(secret) >= _MIN_SECRET:
+            if len(secret) >= _MIN_SECRET:  # a task quoting the key (in errorMessage, say) keeps it out of sight
                 payload = _redact_decoded(payload, content, secret)
         except (ValueError, RecursionError) as exc:
             text = _quotable(_redact(content, secret), secret)[:_EXCERPT].decode("utf-8", "replace")
@@ -89,11 +87,10 @@ def read_answer(
                 raise ResponseValidationError(message, service=service.name, task_id=task_id) from None
             raise
 
-    content = _redact(content, secret)
     try:
         body: Any = _redact_decoded(_decode(content), content, secret)
     except (ValueError, RecursionError):
-        body = _quotable(content, secret).decode("utf-8", "replace")
+        body = _quotable(_redact(content, secret), secret).decode("utf-8", "replace")
     trace_id = body.get("traceId") if isinstance(body, dict) else None
     message = f"{where}: HTTP {status_code}: {_excerpt(body) or '(empty body)'}"
     raise status_error(status_code)(
@@ -136,14 +133,20 @@ def _quotable(content: bytes, secret: bytes) -> bytes:
     return content
 
 
-def _redact_decoded(payload: Any, content: bytes, secret: bytes) -> Any:
-    """``payload`` with the key masked where the body held it JSON-escaped (``\\/``, ``\\u0073``).
+# The escapes that could hide a printable key from a byte-level search: \uXXXX, \/, \", \\.
+_HIDING_ESCAPE: Final = re.compile(rb'\\[u/"\\]')
 
-    Raises ValueError or RecursionError when that cannot be checked.
+
+def _redact_decoded(payload: Any, content: bytes, secret: bytes) -> Any:
+    """The decoded ``payload`` of ``content`` with the key masked wherever it holds it,
+    written plainly or JSON-escaped (``\\/``, ``\\u0073``).
+
+    Masked after decoding, not in the bytes: a mask in the bytes could cut an escape in
+    two and break valid JSON. Raises ValueError or RecursionError when it cannot check.
     """
-    if not secret or b"\\" not in content:  # no escape in the body: `_redact` saw every echo
-        return payload
-    # Canonical JSON writes the key as the byte-level mask would have seen it.
+    if not secret or (secret not in content and not _HIDING_ESCAPE.search(content)):
+        return payload  # the common case: nothing to look at again
+    # Canonical JSON writes the key as a byte-level search would find it.
     key = json.dumps(secret.decode(), ensure_ascii=False)[1:-1]
     text = json.dumps(payload, ensure_ascii=False)
     return json.loads(text.replace(key, "[secure]")) if key in text else payload

@@ -84,6 +84,7 @@ class Scheduler:
         self._heap: list[tuple[float, int, Tracked]] = []  # (when, input index, task)
         self._ready: list[Task] = []  # finished, not yet handed out
         self._expired: list[Tracked] = []  # no further poll fits before the deadline
+        self._fatal: MountseaError | None = None  # a 401 or 403: the whole batch stops
         by_ref: dict[TaskRef, Tracked] = {}
         self._order: list[Tracked] | None = [] if keep_results else None  # one per input item
         rules = Rules(until_done=True, deadline=self.deadline, policy=policy, raise_on_failure=False, rng=rng)
@@ -168,7 +169,8 @@ class Scheduler:
         elif isinstance(step.error, WaitTimeoutError):
             self._expired.append(tracked)
         elif isinstance(step.error, _FATAL):
-            raise step.error
+            # Raised by `over()`, once the tasks that finished meanwhile have been handed out.
+            self._fatal = self._fatal or step.error
         elif isinstance(step.error, APIError):
             self.errors[tracked.ref] = step.error
         else:  # pragma: no cover - Poll fails only with the errors above
@@ -190,6 +192,8 @@ class Scheduler:
         The errors' ``finished`` lists `results()`: empty without ``keep_results``, as
         every finished task has been handed out by then.
         """
+        if self._fatal is not None:
+            raise self._fatal
         if (self._sent or self._heap) and (self.deadline is None or now < self.deadline):
             return False
         # Past the deadline: what is still scheduled, and what is still in flight (a server
