@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakeserver import ServerProcess, TaskSpec
-from fanout_worker import WARMUP_TASKS, Outcome
+from fanout_worker import WARMUP_PER_SLOT, Outcome
 
 WORKER = Path(__file__).with_name("fanout_worker.py")
 CONCURRENCY = 64
+WARMUP_TASKS = WARMUP_PER_SLOT * CONCURRENCY  # the worker's warm-up batch, before its baseline
 FIRST_FINISH = 0.3  # seconds: the earliest task finishes this long after it is scripted
 HEADROOM = 1.5  # the poll interval is this many times the time one wave of polls takes
 LAST_FINISH = 0.9  # the last task finishes this far into the first interval

@@ -3,8 +3,8 @@
 ``python fanout_worker.py FRONT URL API_KEY TASKS INTERVAL CONCURRENCY TIMEOUT`` polls the tasks
 ``f0`` ... ``f<TASKS-1>`` of the producer service through ``as_completed``, with
 ``PollPolicy.fixed(INTERVAL)`` and a deadline of TIMEOUT seconds. It builds its client and refs,
-warms up (one batch over the `WARMUP_TASKS` already-completed tasks ``w0``, ``w1``..., so that
-the modules, connections, worker threads and allocator arenas a first batch brings in are
+warms up (one batch over ``WARMUP_PER_SLOT * CONCURRENCY`` already-completed tasks ``w0``,
+``w1``..., so that the modules, connections and worker threads a first batch brings in are
 there before the measurement), prints ``READY``, waits for a line on stdin (the parent scripts the tasks
 meanwhile), runs, and prints one JSON line. It exits at once if stdin closes first (the parent
 is gone).
@@ -24,9 +24,9 @@ from typing import Any
 import mountsea
 from mountsea import PollPolicy, Task, TaskRef
 
-# Enough for every worker thread and connection to be busy at once for a while: what the
-# allocator needs at full concurrency is then in place (a few hundred tasks do not suffice).
-WARMUP_TASKS = 1_000
+# Enough to open every worker thread and connection once, and no more: a larger warm-up
+# would leave freed memory behind for the measured batch to reuse, hiding its tasks' cost.
+WARMUP_PER_SLOT = 2
 
 
 @dataclass
@@ -99,9 +99,6 @@ class Run:
     def ready(self) -> None:
         """After the warm-up: tell the parent, wait for its go, take the baseline."""
         self.warmup_rss_kb += memory_kb()["VmHWM"]
-        settle = time.monotonic() + 5  # the warm-up's worker threads are ending
-        while threading.active_count() > 1 and time.monotonic() < settle:
-            time.sleep(0.01)
         gc.collect()
         print("READY", flush=True)
         if not sys.stdin.readline():
@@ -132,12 +129,11 @@ def run(front: str, url: str, api_key: str, tasks: int, interval: float, concurr
     """Set up, warm up, wait for the parent's go, poll every task to the end, and measure.
 
     The client exists, and has run one batch at full concurrency, before the baseline:
-    its pool and connections, the modules a first request imports, the worker threads and
-    the allocator's arenas at full concurrency are costs of the client, paid once
-    (reported as ``warmup_rss_kb``), not of the tasks.
+    its pool and connections, the modules a first request imports and the worker threads
+    are costs of the client, paid once (reported as ``warmup_rss_kb``), not of the tasks.
     """
     refs = [TaskRef("producer", f"f{i}") for i in range(tasks)]
-    warmup = [TaskRef("producer", f"w{i}") for i in range(WARMUP_TASKS)]
+    warmup = [TaskRef("producer", f"w{i}") for i in range(WARMUP_PER_SLOT * concurrency)]
     options: dict[str, Any] = {"timeout": timeout, "max_concurrency": concurrency}
     policy = PollPolicy.fixed(interval)
     measure = Run()

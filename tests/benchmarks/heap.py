@@ -3,7 +3,8 @@
 ``python heap.py TASKS`` builds the fan-out scheduler over TASKS producer tasks, sends every
 one of them (`CONCURRENCY` at a time) and answers each with a `pending` Task parsed from the JSON FakeMountsea would
 send (id, status, creation time, trace id), then prints the traced bytes per task as one JSON
-line: the state `as_completed` keeps for an unfinished task between two polls.
+line: the state `as_completed` keeps for an unfinished task between two polls, its TaskRef and
+a UUID-long id included.
 """
 
 from __future__ import annotations
@@ -35,18 +36,23 @@ class HeapPerTask:
     pending: float  # after one pending answer: plus the last Task seen
 
 
+def _task_id(i: int) -> str:
+    return f"{i:08x}-0000-4000-8000-{i:012x}"  # as long as a UUID
+
+
 def measure(tasks: int) -> HeapPerTask:
     """Run in this process (see the module docstring)."""
     producer = SERVICES["producer"]
-    refs = [mountsea.TaskRef("producer", f"f{i}") for i in range(tasks)]
     answers = [
         json.dumps(
-            {"taskId": f"f{i}", "status": "pending", "createdAt": "2026-11-23T08:00:00.000Z", "traceId": f"trace-{i}"}
+            {"taskId": task_id, "status": "pending", "createdAt": "2026-11-23T08:00:00.000Z", "traceId": f"trace-{i}"}
         ).encode()
-        for i in range(tasks)
+        for i, task_id in enumerate(map(_task_id, range(tasks)))
     ]
     gc.collect()
     tracemalloc.start()
+    # The refs count too: the scheduler keeps each one, with its id, for as long as the task.
+    refs = [mountsea.TaskRef("producer", _task_id(i)) for i in range(tasks)]
     scheduler = Scheduler(
         refs, now=0.0, timeout=None, policy=PollPolicy.fixed(5.0), max_concurrency=CONCURRENCY, rng=random.Random(0)
     )
