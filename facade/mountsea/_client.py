@@ -221,12 +221,12 @@ class _Workers:
     """
 
     def __init__(self) -> None:
-        self._reset()
+        self._lock = threading.Lock()
+        self._forget_threads()
         _ALL_WORKERS.add(self)
 
-    def _reset(self) -> None:
-        """Start afresh: no thread, no permit, no queued job."""
-        self._lock = threading.Lock()
+    def _forget_threads(self) -> None:
+        """A queue, permits and a count of threads of its own: none yet."""
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)  # one permit per worker waiting for a job
         self._started = 0
@@ -249,7 +249,7 @@ class _Workers:
         """Let each worker end once its current request is done."""
         with self._lock:
             jobs, started = self._jobs, self._started
-            self._jobs, self._idle, self._started = queue.SimpleQueue(), threading.Semaphore(0), 0
+            self._forget_threads()
         for _ in range(started):
             jobs.put(None)
 
@@ -282,7 +282,8 @@ _ALL_WORKERS: Final[weakref.WeakSet[_Workers]] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     for workers in list(_ALL_WORKERS):
-        workers._reset()
+        workers._lock = threading.Lock()  # a parent's thread may have held it: none exists here
+        workers._forget_threads()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX

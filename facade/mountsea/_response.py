@@ -76,7 +76,7 @@ def read_answer(
             if len(secret) >= _MIN_SECRET:  # a task quoting the key (in errorMessage, say) keeps it out of sight
                 payload = _redact_decoded(payload, content, secret)
         except (ValueError, RecursionError) as exc:
-            text = _quotable(_redact(content, secret), secret)[:_EXCERPT].decode("utf-8", "replace")
+            text = _quotable(content, secret)[:_EXCERPT].decode("utf-8", "replace")
             message = f"{where}: the {status_code} answer is not JSON: {_excerpt(text) or '(empty body)'}"
             raise ResponseValidationError(message, body=text, service=service.name, task_id=task_id) from exc
         try:
@@ -90,7 +90,7 @@ def read_answer(
     try:
         body: Any = _redact_decoded(_decode(content), content, secret)
     except (ValueError, RecursionError):
-        body = _quotable(_redact(content, secret), secret).decode("utf-8", "replace")
+        body = _quotable(content, secret).decode("utf-8", "replace")
     trace_id = body.get("traceId") if isinstance(body, dict) else None
     message = f"{where}: HTTP {status_code}: {_excerpt(body) or '(empty body)'}"
     raise status_error(status_code)(
@@ -117,10 +117,9 @@ _JSON_ESCAPE: Final = re.compile(rb"\\u([0-9a-fA-F]{4})|\\(.)")
 
 
 def _quotable(content: bytes, secret: bytes) -> bytes:
-    """``content`` (masked already), or a placeholder if it holds the key JSON-escaped.
-
-    For a body that is not JSON, so `_redact_decoded` cannot see through its escapes.
-    """
+    """A body that is not JSON, fit to quote: the key masked, or the whole withheld if it
+    holds the key JSON-escaped (which `_redact_decoded` cannot see through here)."""
+    content = _redact(content, secret)
     if not secret or b"\\" not in content:
         return content
 
