@@ -11,14 +11,75 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+import attrs
 import httpx
 
 from ._errors import APIConnectionError, APIError, APITimeoutError, ResponseValidationError, status_error
-from ._generated import Service
+from ._generated import SERVICES
 from ._retry import parse_retry_after
-from ._task import Task, parse_task
+from ._task import Task, TaskRef, parse_task
 
-__all__ = ["read_answer", "transport_error"]
+__all__ = [
+    "Answer",
+    "Request",
+    "answer_of",
+    "connection_error",
+    "read_answer",
+    "redirect_error",
+    "timeout_error",
+    "transport_error",
+]
+
+
+@attrs.frozen
+class Request:
+    """One GET of one task, as every driver sends it."""
+
+    service: str
+    task_id: str
+    url: str  # absolute, query included: "http://127.0.0.1:8080/producer/tasks?taskId=t-1"
+    timeout: httpx.Timeout  # per phase (connect, read, write, pool), already cut to the budget
+    budget: float | None  # seconds the whole request may take (None: only `timeout` bounds it)
+
+    @property
+    def origin(self) -> str:
+        """``host:port``, as connection errors name the server tried."""
+        url = httpx.URL(self.url)
+        return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+    @property
+    def label(self) -> str:
+        """The task as messages name it, e.g. ``producer task 't-1'``."""
+        return f"{self.service} task {self.task_id!r}"
+
+
+@attrs.frozen
+class Answer:
+    """What a driver got back: an HTTP answer of any status."""
+
+    status_code: int
+    headers: Mapping[str, str]  # case-insensitive lookups (httpx.Headers, aiohttp's CIMultiDictProxy)
+    content: bytes
+    elapsed: float | None = None  # seconds, for the debug log, when the driver timed it
+
+
+def connection_error(request: Request, detail: str, *, connecting: bool) -> APIConnectionError:
+    """No answer: ``connecting`` when no connection was ever made (refused, DNS, TLS, connect timeout)."""
+    what = "cannot connect to" if connecting else "with"
+    message = f"{request.label}: connection error {what} {request.origin} ({detail})"
+    return APIConnectionError(message, service=request.service, task_id=request.task_id, connecting=connecting)
+
+
+def timeout_error(request: Request, detail: str, *, connecting: bool = False) -> APITimeoutError:
+    """The request ran out of time (``connecting``: before a connection was made)."""
+    message = f"{request.label}: request to {request.origin} timed out ({detail})"
+    return APITimeoutError(message, service=request.service, task_id=request.task_id, connecting=connecting)
+
+
+def redirect_error(request: Request, detail: str) -> APIError:
+    """A redirect loop, which will not fix itself: an APIError, never retried."""
+    return APIError(f"{request.label}: {detail}", service=request.service, task_id=request.task_id)
+
 
 _EXCERPT = 200  # characters of a body quoted in an error message
 # Keys this long never occur in an answer by chance, so a successful answer is masked
@@ -54,22 +115,14 @@ def _excerpt(body: Any) -> str:
     return text if len(text) <= _EXCERPT else text[: _EXCERPT - 3] + "..."
 
 
-def read_answer(
-    service: Service,
-    task_id: str,
-    status_code: int,
-    headers: Mapping[str, str],
-    content: bytes,
-    now: float,
-    *,
-    secret: bytes = b"",
-) -> Task:
-    """The Task in a 2xx answer, or raise the typed error the answer stands for.
+def read_answer(ref: TaskRef, answer: Answer, now: float, *, secret: bytes = b"") -> Task:
+    """The Task in a 2xx ``answer``, or raise the typed error the answer stands for.
 
     ``now`` is the Unix time, for a ``Retry-After`` given as an HTTP date. Wherever an
     error would quote the answer, ``secret`` (the API key) is replaced by ``[secure]``.
     """
-    where = f"{service.name} task {task_id!r}"
+    where, service, task_id = ref.label, SERVICES[ref.service], ref.id
+    status_code, headers, content = answer.status_code, answer.headers, answer.content
     if 200 <= status_code <= 299:
         try:
             payload = _decode(content)
@@ -151,13 +204,33 @@ def _redact_decoded(payload: Any, content: bytes, secret: bytes) -> Any:
     return json.loads(text.replace(key, "[secure]")) if key in text else payload
 
 
-def transport_error(exc: httpx.HTTPError, service: Service, task_id: str) -> APIError:
+def transport_error(exc: httpx.HTTPError, request: Request) -> APIError:
     """The typed error for an httpx failure (no usable answer came back)."""
-    where = f"{service.name} task {task_id!r}"
     detail = str(exc) or type(exc).__name__  # httpx messages name the URL at most, never headers
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"{where}: request timed out ({detail})", service=service.name, task_id=task_id)
+    # A connect timeout never reached the server, like a refused connection.
+    connecting = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
     if isinstance(exc, httpx.TooManyRedirects):
-        # A redirect loop will not fix itself: an APIError, which is not retried.
-        return APIError(f"{where}: {detail}", service=service.name, task_id=task_id)
-    return APIConnectionError(f"{where}: connection error ({detail})", service=service.name, task_id=task_id)
+        error = redirect_error(request, detail)
+    elif isinstance(exc, httpx.TimeoutException):
+        error = timeout_error(request, detail, connecting=connecting)
+    else:
+        error = connection_error(request, detail, connecting=connecting)
+    error.__cause__ = exc
+    return error
+
+
+def answer_of(response: httpx.Response) -> Answer:
+    """The plain values of an httpx answer, its links to the connection pool cut."""
+    try:
+        elapsed: float | None = response.elapsed.total_seconds()
+    except RuntimeError:  # an answer made already read (a MockTransport's, say) is never timed
+        elapsed = None
+    # httpx 0.28 links each response and its body stream both ways (encode/httpx#3733), so
+    # a finished request lingers until the cyclic GC runs; in a batch that garbage grows
+    # with the number of tasks. Unlinking the read stream lets reference counting free it.
+    for spent in (*response.history, response):
+        spent.stream = _SPENT
+    return Answer(response.status_code, response.headers, response.content, elapsed)
+
+
+_SPENT: Final = httpx.ByteStream(b"")

@@ -140,6 +140,11 @@ class TaskRef:
     service: ServiceName = attrs.field(converter=_validate_service)
     id: str = attrs.field(converter=validate_task_id)
 
+    @property
+    def label(self) -> str:
+        """The task as messages name it, e.g. ``producer task 't-1'``."""
+        return f"{self.service} task {self.id!r}"
+
 
 # Task attribute -> (generated model attribute, JSON key), for the documented fields.
 # A field the spec adds later is not here and lands in `Task.extra` under its JSON key.
