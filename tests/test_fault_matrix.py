@@ -58,6 +58,12 @@ class Outcome:
     inner: type[BaseException] | None = None
 
 
+@pytest.fixture
+def front(any_front: Front) -> Front:
+    """Every test here runs over real sockets through each driver."""
+    return any_front
+
+
 def ok(requests: int) -> Outcome:
     return Outcome("ok", requests)
 

@@ -10,7 +10,8 @@ from typing import Any, Self
 
 import httpx
 
-from ._base import BaseClient, OnUpdate, check_http_client, httpx_client
+from ._aiohttp import DefaultAioHttpClient
+from ._base import MAX_REDIRECTS, BaseClient, OnUpdate, check_http_client, httpx_client
 from ._errors import APIError
 from ._response import Answer, Request, answer_of, timeout_error, transport_error
 from ._scheduler import Scheduler, Tracked
@@ -20,21 +21,28 @@ __all__ = ["AsyncMountsea"]
 
 
 class AsyncMountsea(
-    BaseClient[Coroutine[Any, Any, Task], Coroutine[Any, Any, list[Task]], AsyncIterator[Task], httpx.AsyncClient]
+    BaseClient[
+        Coroutine[Any, Any, Task],
+        Coroutine[Any, Any, list[Task]],
+        AsyncIterator[Task],
+        httpx.AsyncClient | DefaultAioHttpClient,
+    ]
 ):
     """The asynchronous Mountsea client, for asyncio.
 
     ``api_key`` defaults to ``$MOUNTSEA_API_KEY`` and ``base_url`` to ``$MOUNTSEA_BASE_URL``,
     then ``https://api.mountsea.ai``. ``timeout`` bounds each request (seconds);
     ``max_retries`` is how often `get()` retries a transient failure. A passed-in
-    ``http_client`` is used as is and left open by `aclose()`; ``http2=True`` (extra
-    ``mountsea[http2]``) speaks HTTP/2 where the server offers it. Use it with
+    ``httpx.AsyncClient`` is used as is and left open by `aclose()`; a `DefaultAioHttpClient`
+    (extra ``mountsea[aiohttp]``) runs every request on aiohttp instead, and is closed by
+    `aclose()`. ``http2=True`` (extra ``mountsea[http2]``) speaks HTTP/2 where the server
+    offers it. Use it with
     ``async with``, or await `aclose()` when done. Sleeping tasks hold no coroutine.
     """
 
     async def aclose(self) -> None:
         """Close the HTTP connections, unless the ``http_client`` was passed in."""
-        if self._owns_http:
+        if self._owns_http or isinstance(self._http, DefaultAioHttpClient):
             await self._http.aclose()
 
     async def __aenter__(self) -> Self:
@@ -45,13 +53,21 @@ class AsyncMountsea(
     ) -> None:
         await self.aclose()
 
-    def _open(self, http_client: httpx.AsyncClient | None, http2: bool) -> None:
-        check_http_client(http_client, httpx.AsyncClient)
+    def _open(self, http_client: httpx.AsyncClient | DefaultAioHttpClient | None, http2: bool) -> None:
+        if isinstance(http_client, DefaultAioHttpClient):
+            http_client._bind(self._headers, MAX_REDIRECTS)
+        else:
+            check_http_client(http_client, httpx.AsyncClient)
         self._http = http_client or httpx_client(httpx.AsyncClient, self._headers, http2)
         # A client we built carries the headers already; one passed in gets them per request.
         self._request_headers = None if http_client is None else self._headers
 
     async def _send(self, request: Request) -> Answer | APIError:
+        if isinstance(self._http, DefaultAioHttpClient):
+            try:
+                return await self._http.send(request)
+            except APIError as exc:
+                return exc
         try:
             # httpx's timeouts apply to each read: a server trickling its answer would outlast
             # them. The budget bounds the request as a whole.

@@ -11,7 +11,6 @@ import typing
 import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
-from types import TracebackType
 from typing import Final, Self
 
 import httpx
@@ -49,9 +48,7 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client]):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def _open(self, http_client: httpx.Client | None, http2: bool) -> None:

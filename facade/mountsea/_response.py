@@ -78,7 +78,8 @@ def timeout_error(request: Request, detail: str, *, connecting: bool = False) ->
 
 def redirect_error(request: Request, detail: str) -> APIError:
     """A redirect loop, which will not fix itself: an APIError, never retried."""
-    return APIError(f"{request.label}: {detail}", service=request.service, task_id=request.task_id)
+    message = f"{request.label}: too many redirects from {request.origin} ({detail})"
+    return APIError(message, service=request.service, task_id=request.task_id)
 
 
 _EXCERPT = 200  # characters of a body quoted in an error message

@@ -195,7 +195,7 @@ class Scheduler:
             self._schedule(tracked, self._paused[tracked.ref.service], now)
         self._sent.update(tracked for tracked, _ in send)
         wake = self._heap[0][0] if self._heap and len(self._sent) < self.max_concurrency else None
-        if self._sent and deadline is not None:  # answers still out at the deadline are given up
+        if self._sent and deadline is not None and not self._untried:  # answers still out at the deadline are given up
             wake = deadline if wake is None else min(wake, deadline)
         return Plan(ready, send, None if wake is None else max(0.0, wake - now))
 
