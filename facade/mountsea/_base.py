@@ -134,7 +134,7 @@ def _base_url(base_url: object) -> str:
         reason = str(exc) if userinfo is None else "details withheld: it holds credentials"
         msg = f"base_url {shown} is not a valid URL ({reason})"
         raise ConfigurationError(msg) from None
-    if url.scheme not in {"http", "https"} or not url.host or any(ch.isspace() for ch in url.host):
+    if url.scheme not in {"http", "https"} or not url.host or any(ch.isspace() for ch in raw):
         msg = f"base_url must be an absolute http:// or https:// URL, such as {DEFAULT_BASE_URL!r}, not {shown}"
         raise ConfigurationError(msg)
     if port is not None and not 0 < port < 65536:

@@ -90,7 +90,7 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client]):
                 else:
                     self._workers.submit(replies, tracked, job)
             if not scheduler.in_flight:
-                time.sleep(_os_wait(plan.wait or 0.0))
+                time.sleep(plan.wait or 0.0)
                 continue
             for tracked, outcome in _answers(replies, timeout=plan.wait):
                 self._record(scheduler, tracked, outcome, on_update)
@@ -182,18 +182,10 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-_LONGEST_WAIT: Final = 1e9  # seconds (~31 years): the clock plus this still fits the OS's time types
-
-
-def _os_wait(seconds: float) -> float:
-    """``seconds``, cut to a wait every OS call accepts, rather than overflow."""
-    return min(seconds, _LONGEST_WAIT)
-
-
 def _answers(replies: queue.SimpleQueue[_Reply], timeout: float | None) -> list[tuple[Tracked, Answer | APIError]]:
     """The answers that arrived, waiting up to ``timeout`` seconds for the first."""
     try:
-        done = [replies.get(timeout=None if timeout is None else _os_wait(timeout))]
+        done = [replies.get(timeout=timeout)]
     except queue.Empty:
         return []
     while not replies.empty():

@@ -58,6 +58,7 @@ _FATAL: Final = (AuthenticationError, PermissionDeniedError)
 # seen in time; with less than MIN_FINAL_BUDGET left there is no point in asking.
 FINAL_POLL_RESERVE: Final = 1.0
 MIN_FINAL_BUDGET: Final = 0.05
+LONGEST_WAIT: Final = 1e9  # seconds (~31 years): the clock plus this still fits the OS's time types
 
 LogLine = tuple[int, str, tuple[Any, ...], dict[str, Any]]  # level, message, arguments, extra
 
@@ -197,7 +198,7 @@ class Scheduler:
         wake = self._heap[0][0] if self._heap and len(self._sent) < self.max_concurrency else None
         if self._sent and deadline is not None and not self._untried:  # answers still out at the deadline are given up
             wake = deadline if wake is None else min(wake, deadline)
-        return Plan(ready, send, None if wake is None else max(0.0, wake - now))
+        return Plan(ready, send, None if wake is None else min(max(0.0, wake - now), LONGEST_WAIT))
 
     def record(
         self, tracked: Tracked, outcome: Task | APIError, now: float, headers: Mapping[str, str] | None = None
