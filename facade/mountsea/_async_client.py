@@ -101,9 +101,14 @@ class AsyncMountsea(
                 if plan.done:
                     return
                 for tracked, budget in plan.send:
-                    running[asyncio.ensure_future(self._send(self._request(tracked.ref, budget)))] = tracked
+                    sending = self._send(self._request(tracked.ref, budget))
+                    if scheduler.call.single:  # one request at a time, bounded by its budget in `_send`
+                        self._record(scheduler, tracked, await sending, on_update)
+                    else:
+                        running[asyncio.ensure_future(sending)] = tracked
                 if not running:
-                    await asyncio.sleep(plan.wait or 0.0)
+                    if not plan.send:
+                        await asyncio.sleep(plan.wait or 0.0)
                     continue
                 done, _ = await asyncio.wait(running, timeout=plan.wait, return_when=asyncio.FIRST_COMPLETED)
                 for future in done:

@@ -90,7 +90,8 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client]):
                 else:
                     self._workers.submit(replies, tracked, job)
             if not scheduler.in_flight:
-                time.sleep(plan.wait or 0.0)
+                if not plan.send:
+                    time.sleep(plan.wait or 0.0)
                 continue
             for tracked, outcome in _answers(replies, timeout=plan.wait):
                 self._record(scheduler, tracked, outcome, on_update)
