@@ -215,12 +215,13 @@ def test_a_missing_key_says_which_variable_to_set(server: FakeMountsea, key: str
     [
         ("ftp://x", "'ftp://x'"),
         ("http://user:pa55word@127.0.0.1:1/v1", "'http://***@127.0.0.1:1/v1'"),
-        ("http://127.0.0.1:1/?q=1", "'http://127.0.0.1:1/?q=1'"),
+        ("http://127.0.0.1:1/?token=pa55word#x", "'http://127.0.0.1:1/?***'"),
+        ("https://:pa55word@api.mountsea.ai", "'https://***@api.mountsea.ai'"),
         # These two need the core to reject them when the client is built (issue 12, part 4).
         ("http://127.0.0.1:99999", "'http://127.0.0.1:99999'"),
         ("http://exa mple.com", "'http://exa mple.com'"),
     ],
-    ids=["scheme", "credentials", "query", "port", "whitespace"],
+    ids=["scheme", "credentials", "query", "password-only", "port", "whitespace"],
 )
 @pytest.mark.parametrize("via", ["--base-url", "$MOUNTSEA_BASE_URL"])
 def test_a_bad_base_url_names_where_it_came_from(url: str, shown: str, via: str) -> None:
@@ -393,9 +394,10 @@ def test_progress_counts_retries_from_the_log_and_leaves_the_logger_as_it_was(
     level, seen = logger.level, []
     watcher = logging.Handler()
     watcher.emit = seen.append  # type: ignore[method-assign]
-    logger.setLevel(logging.WARNING)
+    logger.setLevel(logging.NOTSET)  # as in a fresh process: the root logger's WARNING applies
     logger.addHandler(watcher)
     try:
+        assert logger.getEffectiveLevel() == logging.WARNING
         stream = io.StringIO()
         with cli._Progress(stream, 3, enabled=True) as progress:
             for task_id in ("a", "b"):
@@ -408,7 +410,7 @@ def test_progress_counts_retries_from_the_log_and_leaves_the_logger_as_it_was(
             logger.warning("shown as before")
         assert capsys.readouterr().out == "producer a failed\n"
         assert [record.getMessage() for record in seen] == ["shown as before"]  # the INFO records were not
-        assert (logger.level, logger.filters) == (logging.WARNING, [])
+        assert (logger.level, logger.filters) == (logging.NOTSET, [])
     finally:
         logger.removeHandler(watcher)
         logger.setLevel(level)

@@ -197,8 +197,10 @@ def _open_output(path: Path) -> io.FileIO:
     """``path`` opened to append records, unbuffered: each record then reaches the file in one write."""
     output = path.open("a+b", buffering=0)
     end = output.seek(0, os.SEEK_END)
-    if end and (output.seek(end - 1), output.read(1))[1] != b"\n":
-        _write(output, b"\n")  # the last record was cut by a kill: the next one starts on a line of its own
+    if end:
+        output.seek(end - 1)
+        if output.read(1) != b"\n":
+            _write(output, b"\n")  # the last record was cut by a kill: the next one starts on a line of its own
     return output
 
 
@@ -234,7 +236,7 @@ class _Progress:
         self._stopped = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="mountsea-progress", daemon=True)
         self._logger = logging.getLogger("mountsea")
-        self._level = self._logger.getEffectiveLevel()
+        self._own_level, self._level = self._logger.level, self._logger.getEffectiveLevel()
 
     def __enter__(self) -> _Progress:
         if self.enabled:
@@ -248,7 +250,7 @@ class _Progress:
 
     def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
         if self.enabled:
-            self._logger.setLevel(self._level)
+            self._logger.setLevel(self._own_level)
             self._logger.removeFilter(self)
             self._stopped.set()
             self._ticker.join()
@@ -377,6 +379,7 @@ def _base_url_message(message: str, flag: str | None) -> str:
     shown = re.sub(r"(?<=//).*@", "***@", value, count=1, flags=re.DOTALL)
     if shown != value:
         return f"{name} {shown!r} holds credentials (user:password@): put the API key in MOUNTSEA_API_KEY instead"
+    shown = re.sub(r"([?#]).*", r"\1***", shown, count=1, flags=re.DOTALL)  # a query may hold a token
     message = message.replace("base_url", name)
     return message if repr(shown) in message else f"{message} (got {shown!r})"
 
