@@ -27,7 +27,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NoReturn, TypeVar
 
 import httpx
 
@@ -77,29 +77,26 @@ def _configure_logging() -> None:
     logger.setLevel(level)
 
 
-def _number(name: str, value: Any, *, low: float = 0.0, strict: bool = False, none: bool = True) -> Any:
-    """``value`` if it is a finite number >= ``low`` (> with ``strict``), or None when allowed."""
-    if value is None and none:
-        return None
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or value < low or (strict and value == low):
-        what = f"{'>' if strict else '>='} {low:g}" + (" or None" if none else "")
-        msg = f"{name} must be a finite number {what}, not {value!r}"
-        raise ValueError(msg)
+def _reject(name: str, value: object, what: str) -> NoReturn:
+    msg = f"{name} must be {what}, not {value!r}"
+    raise ValueError(msg)
+
+
+def _number(name: str, value: Any, *, strict: bool = False) -> Any:
+    """``value`` if it is None or a finite number >= 0 (> 0 with ``strict``)."""
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value < math.inf
+        or (strict and not value)
+    ):
+        _reject(name, value, f"a finite number {'>' if strict else '>='} 0 or None")
     return value
 
 
 def _count(name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        msg = f"{name} must be an int >= {low}, not {value!r}"
-        raise ValueError(msg)
-    return value
-
-
-def _flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        msg = f"{name} must be True or False, not {value!r}"
-        raise ValueError(msg)
+        _reject(name, value, f"an int >= {low}")
     return value
 
 
@@ -163,8 +160,7 @@ def _poll_policy(poll: PollPolicy | float | None) -> PollPolicy:
         return poll
     if isinstance(poll, int | float) and not isinstance(poll, bool):
         return PollPolicy.fixed(poll)
-    msg = f"poll must be a PollPolicy, a number of seconds or None, not {poll!r}"
-    raise ValueError(msg)
+    _reject("poll", poll, "a PollPolicy, a number of seconds or None")
 
 
 def httpx_client(kind: type[HttpxT], headers: httpx.Headers, http2: bool) -> HttpxT:
@@ -203,7 +199,9 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
         self._owns_http = http_client is None
         self._state = ClientState()
         _configure_logging()
-        self._open(http_client, _flag("http2", http2))
+        if not isinstance(http2, bool):  # pragma: no cover - typed as bool: a caller's mistake
+            _reject("http2", http2, "True or False")
+        self._open(http_client, http2)
         self.producer: ServiceClient[OneT, AllT, StreamT] = ServiceClient(self, SERVICES["producer"])
         self.xai: ServiceClient[OneT, AllT, StreamT] = ServiceClient(self, SERVICES["xai"])
 
@@ -249,21 +247,11 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
         """
         return self._collect(self._batch(refs, timeout, poll, max_concurrency, keep_results=True), on_update)
 
-    # The driver's part: see the module docstring.
-
-    def _open(self, http_client: HttpT | None, http2: bool) -> None:
-        raise NotImplementedError
-
-    def _stream(self, scheduler: Scheduler, on_update: OnUpdate) -> StreamT:
-        raise NotImplementedError
-
-    def _collect(self, scheduler: Scheduler, on_update: OnUpdate) -> AllT:
-        raise NotImplementedError
-
-    def _one(self, scheduler: Scheduler, on_update: OnUpdate) -> OneT:
-        raise NotImplementedError
-
-    # What drivers share.
+    # The driver's part (see the module docstring): _open, _stream, _collect, _one.
+    _open: Callable[[Any, bool], None]
+    _stream: Callable[[Scheduler, OnUpdate], StreamT]
+    _collect: Callable[[Scheduler, OnUpdate], AllT]
+    _one: Callable[[Scheduler, OnUpdate], OneT]
 
     def _batch(
         self,

@@ -86,25 +86,40 @@ _EXCERPT = 200  # characters of a body quoted in an error message
 # Keys this long never occur in an answer by chance, so a successful answer is masked
 # too; a shorter (test) key is masked only where an error quotes the answer.
 _MIN_SECRET = 8
+# The escapes that could hide a printable key from a plain search: \uXXXX, \/, \", \\.
+_HIDING_ESCAPE: Final = re.compile(rb'\\[u/"\\]')
+_ESCAPE: Final = re.compile(r"\\u([0-9a-fA-F]{4})|\\(.)")
 
 
 def _finite(text: str) -> float:
     value = float(text)
-    if not math.isfinite(value):  # 1e999: JSON has no infinity, and we would print invalid JSON
+    if not math.isfinite(value):  # NaN, Infinity, 1e999: not JSON, and we would print invalid JSON
         msg = f"number out of range: {text[:20]}"
         raise ValueError(msg)
     return value
 
 
-def _no_constants(name: str) -> Any:
-    msg = f"{name} is not JSON"
-    raise ValueError(msg)
+def _decoded(content: bytes, key: str) -> Any:
+    """The JSON body with ``key`` masked wherever it holds it, written plainly or escaped.
+
+    Masked after decoding: a mask in the bytes could cut an escape (``\\u0073``) in two.
+    Raises ValueError (bad JSON or UTF-8, NaN or infinite numbers) or RecursionError (deep nesting).
+    """
+    body = json.loads(content, parse_float=_finite, parse_constant=_finite)
+    if not key or (key.encode() not in content and not _HIDING_ESCAPE.search(content)):
+        return body  # the common case: nothing to look at again
+    text, written = json.dumps(body, ensure_ascii=False), json.dumps(key, ensure_ascii=False)[1:-1]
+    return json.loads(text.replace(written, "[secure]")) if written in text else body
 
 
-def _decode(content: bytes) -> Any:
-    """The JSON body, or raise ValueError (bad JSON, bad UTF-8, NaN or infinite numbers) or
-    RecursionError (deep nesting)."""
-    return json.loads(content, parse_float=_finite, parse_constant=_no_constants)
+def _quotable(text: str, key: str) -> str:
+    """Text that is not JSON, fit to quote: ``key`` masked, or all withheld if it holds the key escaped."""
+    if not key:
+        return text
+    text = text.replace(key, "[secure]")
+    if "\\" in text and key in _ESCAPE.sub(lambda m: chr(int(m[1], 16)) if m[1] else m[2], text):
+        return "[withheld: the answer quotes the API key]"
+    return text
 
 
 def _excerpt(body: Any) -> str:
@@ -123,86 +138,38 @@ def read_answer(ref: TaskRef, answer: Answer, now: float, *, secret: bytes = b""
     error would quote the answer, ``secret`` (the API key) is replaced by ``[secure]``.
     """
     where, service, task_id = ref.label, SERVICES[ref.service], ref.id
-    status_code, headers, content = answer.status_code, answer.headers, answer.content
-    if 200 <= status_code <= 299:
+    status_code, headers, content, key = answer.status_code, answer.headers, answer.content, secret.decode()
+    ok = 200 <= status_code <= 299
+    try:  # a task quoting the key (in errorMessage, say) keeps it out of sight
+        body: Any = _decoded(content, key if not ok or len(key) >= _MIN_SECRET else "")
+    except (ValueError, RecursionError) as exc:
+        body = _quotable(content.decode("utf-8", "replace"), key)
+        if ok:
+            body = body[:_EXCERPT]
+            message = f"{where}: the {status_code} answer is not JSON: {_excerpt(body) or '(empty body)'}"
+            raise ResponseValidationError(message, body=body, service=service.name, task_id=task_id) from exc
+    if ok:
         try:
-            payload = _decode(content)
-            if len(secret) >= _MIN_SECRET:  # a task quoting the key (in errorMessage, say) keeps it out of sight
-                payload = _redact_decoded(payload, content, secret)
-        except (ValueError, RecursionError) as exc:
-            text = _quotable(content, secret)[:_EXCERPT].decode("utf-8", "replace")
-            message = f"{where}: the {status_code} answer is not JSON: {_excerpt(text) or '(empty body)'}"
-            raise ResponseValidationError(message, body=text, service=service.name, task_id=task_id) from exc
-        try:
-            return parse_task(service, payload, task_id=task_id)
+            return parse_task(service, body, task_id=task_id)
         except ResponseValidationError:
             if secret and secret in content:
                 message = f"{where}: invalid TaskResultDto (details withheld: the answer quotes the API key)"
                 raise ResponseValidationError(message, service=service.name, task_id=task_id) from None
             raise
 
-    try:
-        body: Any = _redact_decoded(_decode(content), content, secret)
-    except (ValueError, RecursionError):
-        body = _quotable(content, secret).decode("utf-8", "replace")
     trace_id = body.get("traceId") if isinstance(body, dict) else None
+    request_id = headers.get("x-request-id")
     message = f"{where}: HTTP {status_code}: {_excerpt(body) or '(empty body)'}"
     raise status_error(status_code)(
         message,
         status_code=status_code,
         body=body,
-        request_id=_redact_text(headers.get("x-request-id"), secret),
+        request_id=request_id and _quotable(request_id, key),
         trace_id=trace_id if isinstance(trace_id, str) else None,
         retry_after=parse_retry_after(headers, now),
         service=service.name,
         task_id=task_id,
     )
-
-
-def _redact(content: bytes, secret: bytes) -> bytes:
-    return content.replace(secret, b"[secure]") if secret else content
-
-
-def _redact_text(text: str | None, secret: bytes) -> str | None:
-    return text.replace(secret.decode(), "[secure]") if text and secret else text
-
-
-_JSON_ESCAPE: Final = re.compile(rb"\\u([0-9a-fA-F]{4})|\\(.)")
-
-
-def _quotable(content: bytes, secret: bytes) -> bytes:
-    """A body that is not JSON, fit to quote: the key masked, or the whole withheld if it
-    holds the key JSON-escaped (which `_redact_decoded` cannot see through here)."""
-    content = _redact(content, secret)
-    if not secret or b"\\" not in content:
-        return content
-
-    def unescape(match: re.Match[bytes]) -> bytes:
-        code = match[1]
-        return chr(int(code, 16)).encode("utf-8", "replace") if code else match[2]
-
-    if secret in _JSON_ESCAPE.sub(unescape, content):
-        return b"[withheld: the answer quotes the API key]"
-    return content
-
-
-# The escapes that could hide a printable key from a byte-level search: \uXXXX, \/, \", \\.
-_HIDING_ESCAPE: Final = re.compile(rb'\\[u/"\\]')
-
-
-def _redact_decoded(payload: Any, content: bytes, secret: bytes) -> Any:
-    """The decoded ``payload`` of ``content`` with the key masked wherever it holds it,
-    written plainly or JSON-escaped (``\\/``, ``\\u0073``).
-
-    Masked after decoding, not in the bytes: a mask in the bytes could cut an escape in
-    two and break valid JSON. Raises ValueError or RecursionError when it cannot check.
-    """
-    if not secret or (secret not in content and not _HIDING_ESCAPE.search(content)):
-        return payload  # the common case: nothing to look at again
-    # Canonical JSON writes the key as a byte-level search would find it.
-    key = json.dumps(secret.decode(), ensure_ascii=False)[1:-1]
-    text = json.dumps(payload, ensure_ascii=False)
-    return json.loads(text.replace(key, "[secure]")) if key in text else payload
 
 
 def transport_error(exc: httpx.HTTPError, request: Request) -> APIError:

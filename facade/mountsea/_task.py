@@ -50,9 +50,7 @@ _NO_EXTRA: Final[Mapping[str, Any]] = types.MappingProxyType({})  # shared: most
 
 
 def _read_only(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    if not value:
-        return _NO_EXTRA
-    return value if isinstance(value, types.MappingProxyType) else types.MappingProxyType(dict(value))
+    return types.MappingProxyType(dict(value)) if value else _NO_EXTRA
 
 
 def _number(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -124,19 +122,17 @@ class Task:
 
 def validate_task_id(task_id: object) -> str:
     """Return ``task_id`` if it can be sent; raise ``ValueError`` saying why not."""
-    if not isinstance(task_id, str):
+    if not isinstance(task_id, str):  # not TypeError: the documented contract is ValueError for any bad id
         msg = f"task_id must be a str, not {type(task_id).__name__}"
-        raise ValueError(msg)  # not TypeError: the documented contract is ValueError for any bad id
-    if not task_id.strip():
+    elif not task_id.strip():
         msg = "task_id must not be empty or blank"
-        raise ValueError(msg)
-    if len(task_id) > MAX_TASK_ID_LENGTH:
+    elif len(task_id) > MAX_TASK_ID_LENGTH:
         msg = f"task_id is {len(task_id)} characters long; the limit is {MAX_TASK_ID_LENGTH}"
-        raise ValueError(msg)
-    if any(unicodedata.category(ch) == "Cc" for ch in task_id):  # C0, DEL and C1 controls
+    elif any(unicodedata.category(ch) == "Cc" for ch in task_id):  # C0, DEL and C1 controls
         msg = f"task_id must not contain control characters: {task_id[:40]!r}"
-        raise ValueError(msg)
-    return task_id
+    else:
+        return task_id
+    raise ValueError(msg)
 
 
 def _validate_service(service: object) -> ServiceName:
@@ -190,12 +186,8 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
     """
 
     def invalid(why: str) -> ResponseValidationError:
-        return ResponseValidationError(
-            f"{service.name} task {task_id!r}: invalid TaskResultDto: {why}",
-            body=payload,
-            service=service.name,
-            task_id=task_id,
-        )
+        message = f"{service.name} task {task_id!r}: invalid TaskResultDto: {why}"
+        return ResponseValidationError(message, body=payload, service=service.name, task_id=task_id)
 
     if not isinstance(payload, dict):
         why = f"expected a JSON object, got {type(payload).__name__}"
@@ -222,11 +214,10 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
     values: dict[str, Any] = {k: None if type(v).__name__ == "Unset" else v for k, v in found.items()}
     if hasattr(values["result"], "to_dict"):
         values["result"] = values["result"].to_dict()
-    known = TaskStatus._value2member_map_.get(raw_status)
-    status = TaskStatus.UNKNOWN if known is None else typing.cast(TaskStatus, known)
+    status = typing.cast(TaskStatus, TaskStatus._value2member_map_.get(raw_status, TaskStatus.UNKNOWN))
     # A batch keeps the last Task of every unfinished task: share the strings it can
     # (the status's own, the id asked for) rather than keep a fresh copy per answer.
-    raw_status = raw_status if known is None else status.value
+    raw_status = status.value if status is not TaskStatus.UNKNOWN else raw_status
     if values["id"] == task_id:
         values["id"] = task_id
     try:
