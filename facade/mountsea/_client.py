@@ -1,27 +1,26 @@
-"""`Mountsea`, the synchronous driver: `httpx.Client` on worker threads, and `time.sleep`."""
+"""`Mountsea`, the synchronous driver: `httpx.Client`, on worker threads when a deadline must hold."""
 
 from __future__ import annotations
 
-import contextvars
-import os
 import queue
-import threading
 import time
 import typing
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
-from typing import Final, Self
+from typing import Self
 
 import httpx
 
 from ._base import BaseClient, OnUpdate, check_http_client, httpx_client
 from ._errors import APIError
-from ._response import Answer, Request, answer_of, transport_error
+from ._response import Answer
 from ._scheduler import Scheduler, Tracked
 from ._task import Task
+from ._threads import HttpxOnThreads, Outcome
 
 __all__ = ["Mountsea"]
+
+_Reply = tuple[Tracked, Outcome]
 
 
 class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client]):
@@ -41,9 +40,7 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client]):
 
     def close(self) -> None:
         """End the worker threads; close the HTTP connections, unless the ``http_client`` was passed in."""
-        self._workers.shutdown()
-        if self._owns_http:
-            self._http.close()
+        self._io.close()
 
     def __enter__(self) -> Self:
         return self
@@ -53,20 +50,8 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client]):
 
     def _open(self, http_client: httpx.Client | None, http2: bool) -> None:
         check_http_client(http_client, httpx.Client)
-        self._http = http_client or httpx_client(httpx.Client, self._headers, http2)
-        # A client we built carries the headers already; one passed in gets them per request.
-        self._request_headers = None if http_client is None else self._headers
-        self._workers = _Workers()  # started by the first batch or wait() with a deadline
-        weakref.finalize(self, self._workers.shutdown)  # a client never closed still ends them
-
-    def _send(self, request: Request) -> Answer | APIError:
-        try:
-            response = self._http.get(
-                request.url, headers=self._request_headers, timeout=request.timeout, follow_redirects=True
-            )
-        except httpx.HTTPError as exc:
-            return transport_error(exc, request)
-        return answer_of(response)
+        http = http_client or httpx_client(httpx.Client, self._headers, http2)
+        self._io = HttpxOnThreads(http, headers=None if http_client is None else self._headers, owned=not http_client)
 
     def _one(self, scheduler: Scheduler, on_update: OnUpdate) -> Task:
         return next(iter(self._stream(scheduler, on_update)))
@@ -84,11 +69,11 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client]):
             if plan.done:
                 return
             for tracked, budget in plan.send:
-                job = partial(self._send, self._request(tracked.ref, budget))
+                request = self._request(tracked.ref, budget)
                 if budget is None and scheduler.call.single:  # nothing to give up on: no thread needed
-                    self._record(scheduler, tracked, job(), on_update)
+                    self._record(scheduler, tracked, self._io.send(request), on_update)
                 else:
-                    self._workers.submit(replies, tracked, job)
+                    self._io.submit(request, partial(_put, replies, tracked))
             if not scheduler.in_flight:
                 if not plan.send:
                     time.sleep(plan.wait or 0.0)
@@ -97,90 +82,8 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client]):
                 self._record(scheduler, tracked, outcome, on_update)
 
 
-_Job = tuple["queue.SimpleQueue[_Reply]", Tracked, Callable[[], Answer | APIError]]
-_Reply = tuple[Tracked, Answer | APIError | BaseException]
-
-
-class _Workers:
-    """The client's request threads, shared by its batches; `Mountsea.close` ends them.
-
-    A thread starts only when no worker is idle, so there are never more threads than
-    requests in flight at once; between batches they wait for the next one rather than
-    being started anew. Each answer goes back through its batch's own queue.
-
-    Not a ThreadPoolExecutor: its threads hold up interpreter exit until their requests
-    end, so Ctrl-C during a batch would hang for up to a request timeout; and one queue
-    of answers is cheaper to wait on than a set of futures.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._forget_threads()
-        _ALL_WORKERS.add(self)
-
-    def _forget_threads(self) -> None:
-        """A queue, permits and a count of threads of its own: none yet."""
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)  # one permit per worker waiting for a job
-        self._started = 0
-
-    def submit(
-        self, replies: queue.SimpleQueue[_Reply], tracked: Tracked, call: Callable[[], Answer | APIError]
-    ) -> None:
-        """Run ``call`` (the request for ``tracked``) on a worker; its outcome goes to ``replies``."""
-        with self._lock:
-            new_thread = not self._idle.acquire(blocking=False)
-            if new_thread:
-                self._started += 1
-            jobs, idle = self._jobs, self._idle
-            # The caller's context variables (a tracing span, say) go with the request.
-            jobs.put((replies, tracked, partial(contextvars.copy_context().run, call)))
-        if new_thread:  # started outside the lock: a signal handler calling close() meanwhile cannot deadlock
-            threading.Thread(target=self._work, args=(jobs, idle), name="mountsea-worker", daemon=True).start()
-
-    def shutdown(self) -> None:
-        """Let each worker end once its current request is done."""
-        with self._lock:
-            jobs, started = self._jobs, self._started
-            self._forget_threads()
-        for _ in range(started):
-            jobs.put(None)
-
-    @staticmethod
-    def _work(jobs: queue.SimpleQueue[_Job | None], idle: threading.Semaphore) -> None:
-        while True:
-            job = jobs.get()
-            if job is None:
-                return
-            _Workers._serve(job, idle)
-            # An idle worker holds nothing: not the client (an unclosed client can then be
-            # collected, and its finaliser ends the workers), nor the last task.
-            del job
-
-    @staticmethod
-    def _serve(job: _Job, idle: threading.Semaphore) -> None:
-        replies, tracked, call = job
-        try:
-            outcome: Answer | APIError | BaseException = call()
-        except BaseException as exc:  # handed to the caller's thread, which raises it
-            outcome = exc
-        idle.release()  # before the reply: the batch may submit its next job on seeing it
-        replies.put((tracked, outcome))
-
-
-# Every pool, to forget its threads in a forked child: they did not survive the fork,
-# and a job queued for one of them would wait forever.
-_ALL_WORKERS: Final[weakref.WeakSet[_Workers]] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for workers in list(_ALL_WORKERS):
-        workers._lock = threading.Lock()  # a parent's thread may have held it: none exists here
-        workers._forget_threads()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+def _put(replies: queue.SimpleQueue[_Reply], tracked: Tracked, outcome: Outcome) -> None:
+    replies.put((tracked, outcome))
 
 
 def _answers(replies: queue.SimpleQueue[_Reply], timeout: float | None) -> list[tuple[Tracked, Answer | APIError]]:
