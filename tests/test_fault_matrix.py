@@ -206,7 +206,7 @@ def entry_point(front: Front, entry: str, row: Row) -> Callable[[Any], Any]:
         return lambda c: c.producer.tasks.get("t")
     if entry == "wait":
         return lambda c: c.producer.tasks.wait("t", timeout=row.deadline, poll=FAST)
-    if front.kind == "sync":
+    if front.is_sync:
         return lambda c: list(c.as_completed([REF], timeout=row.deadline, poll=FAST))
 
     async def collect(c: mountsea.AsyncMountsea) -> list[mountsea.Task]:
