@@ -42,7 +42,7 @@ class DefaultAioHttpClient:
         self._headers = headers
         self._max_redirects = max_redirects
 
-    async def send(self, request: Request) -> Answer:
+    async def send(self, request: Request) -> Answer | APIError:
         """GET ``request.url``: the answer, or the `APIError` for a transport failure."""
         import aiohttp
 
@@ -73,7 +73,9 @@ class DefaultAioHttpClient:
             ) as response:
                 return Answer(response.status, response.headers, await response.read())
         except (aiohttp.ClientError, OSError) as exc:  # the one translation boundary; TimeoutError is an OSError
-            raise _translate(request, exc) from exc
+            error = _translate(request, exc)
+            error.__cause__ = exc
+            return error
 
     async def aclose(self) -> None:
         """Close every connection; the next `send` opens a new session."""

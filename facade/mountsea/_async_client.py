@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import concurrent.futures
 import time
 from collections.abc import AsyncIterator, Coroutine
 from functools import partial
@@ -12,7 +12,7 @@ from typing import Any, Self
 import httpx
 
 from ._aiohttp import DefaultAioHttpClient
-from ._base import BaseClient, OnUpdate, check_http_client, httpx_client
+from ._base import BaseClient, OnUpdate
 from ._client import HttpxOnThreads, Outcome
 from ._errors import APIError, APITimeoutError
 from ._response import Answer, Request, answer_of, request_error, transport_error
@@ -30,19 +30,17 @@ class AsyncMountsea(
         httpx.AsyncClient | DefaultAioHttpClient,
     ]
 ):
-    """The asynchronous Mountsea client, for asyncio.
+    """The asynchronous Mountsea client, for asyncio: the arguments of `Mountsea`.
 
-    ``api_key`` defaults to ``$MOUNTSEA_API_KEY`` and ``base_url`` to ``$MOUNTSEA_BASE_URL``,
-    then ``https://api.mountsea.ai``. ``timeout`` bounds each request (seconds);
-    ``max_retries`` is how often `get()` retries a transient failure. ``http2=True`` (extra
-    ``mountsea[http2]``) speaks HTTP/2 where the server offers it. Use it with ``async with``,
-    or await `aclose()` when done. Sleeping tasks hold no coroutine.
+    Use it with ``async with``, or await `aclose()` when done. Sleeping tasks hold no coroutine.
 
     Requests go out on an ``httpx.Client`` from worker threads, awaited on the loop: httpx's
     async stack costs twice the CPU per request. A passed-in ``httpx.AsyncClient`` keeps every
     request on the loop (and is left open by `aclose()`); a `DefaultAioHttpClient` (extra
     ``mountsea[aiohttp]``) runs them on aiohttp, the fastest, and is closed by `aclose()`.
     """
+
+    _httpx_kind = httpx.AsyncClient
 
     async def aclose(self) -> None:
         """Close the HTTP connections, unless an ``httpx.AsyncClient`` was passed in."""
@@ -58,12 +56,9 @@ class AsyncMountsea(
         await self.aclose()
 
     def _open(self, http_client: httpx.AsyncClient | DefaultAioHttpClient | None, http2: bool) -> None:
-        if not isinstance(http_client, DefaultAioHttpClient):
-            check_http_client(http_client, httpx.AsyncClient)
         self._http = http_client
-        self._threads = None  # the default: a sync httpx client on worker threads (see `_client`)
-        if http_client is None:
-            self._threads = HttpxOnThreads(httpx_client(httpx.Client, self._headers, http2), headers=None, owned=True)
+        # The default: a sync httpx client on worker threads (see `_client`).
+        self._threads = HttpxOnThreads(None, self._headers, http2) if http_client is None else None
 
     async def _send(self, request: Request) -> Answer | APIError:
         try:
@@ -76,15 +71,12 @@ class AsyncMountsea(
 
     async def _exchange(self, request: Request) -> Answer | APIError:
         if self._threads is not None:
-            loop = asyncio.get_running_loop()
-            answered: asyncio.Future[Answer | APIError] = loop.create_future()
-            self._threads.submit(request, partial(_reply_from_thread, loop, answered))
-            return await answered
+            answered: concurrent.futures.Future[Answer | APIError] = concurrent.futures.Future()
+            answered.set_running_or_notify_cancel()  # not cancellable: an answer given up on is dropped
+            self._threads.submit(request, partial(_settle, answered))
+            return await asyncio.wrap_future(answered)
         if isinstance(self._http, DefaultAioHttpClient):
-            try:
-                return await self._http.send(request)
-            except APIError as exc:
-                return exc
+            return await self._http.send(request)
         assert self._http is not None
         try:
             response = await self._http.get(
@@ -95,9 +87,7 @@ class AsyncMountsea(
         return answer_of(response)
 
     async def _one(self, scheduler: Scheduler, on_update: OnUpdate) -> Task:
-        async for task in self._stream(scheduler, on_update):
-            return task
-        raise AssertionError  # pragma: no cover - a single call yields its task or raises
+        return await anext(self._stream(scheduler, on_update))
 
     async def _collect(self, scheduler: Scheduler, on_update: OnUpdate) -> list[Task]:
         async for _ in self._stream(scheduler, on_update):
@@ -133,16 +123,7 @@ class AsyncMountsea(
                 await asyncio.wait(running)
 
 
-def _reply_from_thread(
-    loop: asyncio.AbstractEventLoop, answered: asyncio.Future[Answer | APIError], outcome: Outcome
-) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for this answer any more
-        loop.call_soon_threadsafe(_settle, answered, outcome)
-
-
-def _settle(answered: asyncio.Future[Answer | APIError], outcome: Outcome) -> None:
-    if answered.done():  # given up at its deadline
-        return
+def _settle(answered: concurrent.futures.Future[Answer | APIError], outcome: Outcome) -> None:
     if isinstance(outcome, Answer | APIError):
         answered.set_result(outcome)
     else:

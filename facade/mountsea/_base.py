@@ -3,7 +3,8 @@
 The public API is written once, here. Every call becomes a `Scheduler` (the pure core),
 which a *driver*, a `BaseClient` subclass, runs; a driver provides only the I/O:
 
-* ``_open(http_client, http2)``: check or build what it sends with (no I/O yet);
+* ``_httpx_kind``, the httpx client class it accepts as ``http_client`` besides a `DefaultAioHttpClient`,
+  and ``_open(http_client, http2)``: build what it sends with (no I/O yet);
 * ``_stream``, ``_one``, ``_collect`` (scheduler, on_update): the scheduler's loop (plan,
   send each `Request`, wait for each `Answer` or the `APIError` of a failure with no
   answer, `_record` it) with its clock and its way of waiting, as a stream, a Task or a list;
@@ -34,7 +35,7 @@ from ._retry import DEFAULT_POLL_POLICY, PollPolicy
 from ._scheduler import Call, ClientState, Scheduler, Tracked
 from ._task import SERVICES, Service, Task, TaskRef
 
-__all__ = ["BaseClient", "ServiceClient", "Tasks", "check_http_client", "httpx_client"]
+__all__ = ["BaseClient", "ServiceClient", "Tasks"]
 
 DEFAULT_BASE_URL: Final = "https://api.mountsea.ai"
 DEFAULT_TIMEOUT: Final = 30.0  # seconds per request; a wait's deadline cuts it further
@@ -50,7 +51,6 @@ OneT = TypeVar("OneT")  # what get() and wait() return: a Task, or an awaitable 
 AllT = TypeVar("AllT")  # what wait_all() returns: a list of Tasks, or an awaitable of one
 StreamT = TypeVar("StreamT")  # what as_completed() returns: an iterator or an async iterator
 HttpT = TypeVar("HttpT")  # the HTTP clients the driver accepts
-HttpxT = TypeVar("HttpxT", httpx.Client, httpx.AsyncClient)
 OnUpdate = Callable[[Task], object] | None
 
 
@@ -72,12 +72,8 @@ def _reject(name: str, value: object, what: str) -> NoReturn:
 
 def _number(name: str, value: Any, *, strict: bool = False) -> Any:
     """``value`` if it is None or a finite number >= 0 (> 0 with ``strict``)."""
-    if value is not None and (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0 <= value < math.inf
-        or (strict and not value)
-    ):
+    finite = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < math.inf
+    if value is not None and not (finite and (value or not strict)):
         _reject(name, value, f"a finite number {'>' if strict else '>='} 0 or None")
     return value
 
@@ -133,30 +129,12 @@ def _base_url(base_url: object) -> str:
     return str(url).rstrip("/")
 
 
-def check_http_client(http_client: object, kind: type) -> None:
-    """A passed-in ``http_client`` must be of the ``kind`` the driver sends with."""
-    if http_client is not None and not isinstance(http_client, kind):
-        msg = f"http_client must be an {kind.__module__}.{kind.__name__}, not {type(http_client).__name__}"
-        raise ConfigurationError(msg)
-
-
 def _poll_policy(poll: PollPolicy | float | None) -> PollPolicy:
-    if poll is None:
-        return DEFAULT_POLL_POLICY
-    if isinstance(poll, PollPolicy):
-        return poll
+    if poll is None or isinstance(poll, PollPolicy):
+        return poll or DEFAULT_POLL_POLICY
     if isinstance(poll, int | float) and not isinstance(poll, bool):
         return PollPolicy.fixed(poll)
     _reject("poll", poll, "a PollPolicy, a number of seconds or None")
-
-
-def httpx_client(kind: type[HttpxT], headers: httpx.Headers, http2: bool) -> HttpxT:
-    """An httpx client as the drivers build their own (``http2`` needs the ``h2`` package)."""
-    try:
-        return kind(headers=headers, max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS, http2=http2)
-    except ImportError:
-        msg = "http2=True needs the h2 package: pip install 'mountsea[http2]'"
-        raise ConfigurationError(msg) from None
 
 
 class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
@@ -183,13 +161,15 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
         # httpx.Headers prints "[secure]" for Authorization in any repr.
         self._headers = httpx.Headers({"Authorization": f"Bearer {_api_key(api_key)}", "Accept": "application/json"})
         self.base_url = _base_url(base_url)
-        self._owns_http = http_client is None
         self._state = ClientState()
         _configure_logging()
         if not isinstance(http2, bool):  # pragma: no cover - typed as bool: a caller's mistake
             _reject("http2", http2, "True or False")
         if isinstance(http_client, DefaultAioHttpClient):  # either driver may send with it
             http_client._bind(self._headers, MAX_REDIRECTS)
+        elif http_client is not None and not isinstance(http_client, self._httpx_kind):
+            msg = f"http_client must be an httpx.{self._httpx_kind.__name__}, not {type(http_client).__name__}"
+            raise ConfigurationError(msg)
         self._open(http_client, http2)
         self.producer: ServiceClient[OneT, AllT, StreamT] = ServiceClient(self, SERVICES["producer"])
         self.xai: ServiceClient[OneT, AllT, StreamT] = ServiceClient(self, SERVICES["xai"])
@@ -218,7 +198,7 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
         any length holds only the unfinished. At most ``max_concurrency`` requests are in
         flight; a request still out at the deadline is given up.
         """
-        return self._stream(self._batch(refs, timeout, poll, max_concurrency), on_update)
+        return self._stream(self._batch(refs, timeout, poll, max_concurrency, on_update), on_update)
 
     def wait_all(
         self,
@@ -234,37 +214,32 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
         Same arguments and errors as `as_completed`; the errors' ``finished`` attribute
         holds the tasks that did finish.
         """
-        return self._collect(self._batch(refs, timeout, poll, max_concurrency, keep_results=True), on_update)
+        return self._collect(self._batch(refs, timeout, poll, max_concurrency, on_update, keep=True), on_update)
 
-    # The driver's part (see the module docstring): _open, _stream, _collect, _one.
+    # The driver's part (see the module docstring).
+    _httpx_kind: type[httpx.Client | httpx.AsyncClient]
     _open: Callable[[Any, bool], None]
     _stream: Callable[[Scheduler, OnUpdate], StreamT]
     _collect: Callable[[Scheduler, OnUpdate], AllT]
     _one: Callable[[Scheduler, OnUpdate], OneT]
 
     def _batch(
-        self,
-        refs: Iterable[TaskRef | Task],
-        timeout: float | None,
-        poll: PollPolicy | float | None,
-        max_concurrency: int,
-        *,
-        keep_results: bool = False,
+        self, refs: object, timeout: Any, poll: Any, concurrency: Any, on_update: Any, keep: bool = False
     ) -> Scheduler:
-        if isinstance(refs, TaskRef | Task | str):
-            msg = "refs must be an iterable of TaskRef or Task objects, not a single one"
-            raise ValueError(msg)
-        call = self._call(timeout, poll, until_done=True, single=False)
+        if isinstance(refs, TaskRef | Task | str) or not isinstance(refs, Iterable):
+            _reject("refs", refs, "an iterable of TaskRef or Task objects")
+        call = self._call(timeout, poll, on_update, until_done=True, single=False)
+        concurrency = _count("max_concurrency", concurrency, 1)
         return Scheduler(
-            refs,
-            call=call,
-            state=self._state,
-            now=time.monotonic(),
-            max_concurrency=_count("max_concurrency", max_concurrency, 1),
-            keep_results=keep_results,
+            refs, call=call, state=self._state, now=time.monotonic(), max_concurrency=concurrency, keep_results=keep
         )
 
-    def _call(self, timeout: float | None, poll: PollPolicy | float | None, **rules: bool) -> Call:
+    def _call(self, timeout: Any, poll: Any, on_update: object = None, **rules: Any) -> Call:
+        for name, value in rules.items():
+            if not isinstance(value, bool):
+                _reject(name, value, "True or False")
+        if on_update is not None and not callable(on_update):
+            _reject("on_update", on_update, "a callable or None")
         timeout = _number("timeout", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         policy = _poll_policy(poll)
@@ -313,8 +288,7 @@ class Tasks(Generic[OneT, AllT, StreamT]):
     """``client.<service>.tasks``: read one service's tasks, or wait for them."""
 
     def __init__(self, client: BaseClient[OneT, AllT, StreamT, Any], service: Service) -> None:
-        self._client = client
-        self._service = service
+        self._client, self._service = client, service
 
     def __repr__(self) -> str:
         return f"<Tasks service={self._service.name!r}>"
@@ -343,7 +317,9 @@ class Tasks(Generic[OneT, AllT, StreamT]):
         `WaitTimeoutError` (with the last ``task`` seen) when the deadline passes, and
         `APIConnectionError` at once when the server was never reached.
         """
-        call = self._client._call(timeout, poll, until_done=True, single=True, raise_on_failure=raise_on_failure)
+        call = self._client._call(
+            timeout, poll, on_update, until_done=True, single=True, raise_on_failure=raise_on_failure
+        )
         return self._client._one(self._single(task_id, call), on_update)
 
     def as_completed(self, task_ids: Iterable[str], **options: Any) -> StreamT:

@@ -1,31 +1,26 @@
 """`Mountsea`, the synchronous driver, and its I/O: `httpx.Client` requests, on worker threads when needed.
 
-The threads also serve `AsyncMountsea` by default: httpx's own async stack costs about twice
-the CPU of its sync one per request (encode/httpx#3215: httpcore's async pool and anyio), so
-the async driver awaits a sync client's answers unless it is given an ``httpx.AsyncClient``
-or a `DefaultAioHttpClient`.
+The threads also serve `AsyncMountsea` by default (encode/httpx#3215: see its docstring).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import contextvars
 import os
 import queue
 import threading
 import time
-import typing
 import weakref
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
+from typing import TYPE_CHECKING, Final, Self
 
 import httpx
 
 from ._aiohttp import DefaultAioHttpClient
-from ._base import BaseClient, OnUpdate, check_http_client, httpx_client
-from ._errors import APIError
+from ._base import DEFAULT_LIMITS, MAX_REDIRECTS, BaseClient, OnUpdate
+from ._errors import APIError, ConfigurationError
 from ._response import Answer, Request, answer_of, transport_error
 from ._scheduler import Scheduler, Tracked
 from ._task import Task
@@ -34,7 +29,6 @@ __all__ = ["HttpxOnThreads", "Mountsea", "Outcome"]
 
 Outcome = Answer | APIError | BaseException  # BaseException: a bug, raised in the caller's thread
 _Reply = tuple[Tracked, Outcome]
-T = TypeVar("T")
 
 if TYPE_CHECKING:
     import asyncio
@@ -51,11 +45,12 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client | Defau
     fastest for batches, and is closed by `close()`. ``http2=True`` (extra
     ``mountsea[http2]``) speaks HTTP/2 where the server offers it.
 
-    A batch's requests, and a ``wait()``'s when it has a deadline, run on the client's
-    worker threads (so that a deadline holds however slowly a server answers); `close()`,
-    or the client's garbage collection, ends them. Use it as a context manager, or call
-    `close()`.
+    A batch's requests, and a ``wait()``'s when it has a deadline, run on the client's worker
+    threads (so that a deadline holds however slowly a server answers); `close()`, or the
+    client's garbage collection, ends them. Use it as a context manager, or call `close()`.
     """
+
+    _httpx_kind = httpx.Client
 
     def close(self) -> None:
         """End the worker threads; close the HTTP connections, unless the ``http_client`` was passed in."""
@@ -70,10 +65,8 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client | Defau
     def _open(self, http_client: httpx.Client | DefaultAioHttpClient | None, http2: bool) -> None:
         if isinstance(http_client, DefaultAioHttpClient):
             self._io: HttpxOnThreads | AioHttpOnLoop = AioHttpOnLoop(http_client)
-            return
-        check_http_client(http_client, httpx.Client)
-        http = http_client or httpx_client(httpx.Client, self._headers, http2)
-        self._io = HttpxOnThreads(http, headers=None if http_client is None else self._headers, owned=not http_client)
+        else:
+            self._io = HttpxOnThreads(http_client, self._headers, http2)
 
     def _one(self, scheduler: Scheduler, on_update: OnUpdate) -> Task:
         return next(iter(self._stream(scheduler, on_update)))
@@ -100,38 +93,35 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client | Defau
                 if not plan.send:
                     time.sleep(plan.wait or 0.0)
                 continue
-            for tracked, outcome in _answers(replies, timeout=plan.wait):
-                self._record(scheduler, tracked, outcome, on_update)
+            try:  # one answer, then plan again
+                tracked, outcome = replies.get(timeout=plan.wait)
+            except queue.Empty:
+                continue
+            if not isinstance(outcome, Answer | APIError):
+                raise outcome  # a bug in a worker surfaces in the caller's thread
+            self._record(scheduler, tracked, outcome, on_update)
 
 
 def _put(replies: queue.SimpleQueue[_Reply], tracked: Tracked, outcome: Outcome) -> None:
     replies.put((tracked, outcome))
 
 
-def _answers(replies: queue.SimpleQueue[_Reply], timeout: float | None) -> list[tuple[Tracked, Answer | APIError]]:
-    """The answers that arrived, waiting up to ``timeout`` seconds for the first."""
-    try:
-        done = [replies.get(timeout=timeout)]
-    except queue.Empty:
-        return []
-    while not replies.empty():
-        done.append(replies.get_nowait())
-    for _, outcome in done:
-        if not isinstance(outcome, Answer | APIError):
-            raise outcome  # a bug in a worker surfaces in the caller's thread
-    return typing.cast(list[tuple[Tracked, Answer | APIError]], done)
-
-
 class HttpxOnThreads:
-    """An ``httpx.Client`` and the worker threads that send with it."""
+    """An ``httpx.Client`` (``http``, or one built with ``headers``) and the worker threads that send with it."""
 
-    def __init__(self, http: httpx.Client, *, headers: httpx.Headers | None, owned: bool) -> None:
-        self.http, self._headers, self._owned = http, headers, owned  # headers: sent per request when not owned
+    def __init__(self, http: httpx.Client | None, headers: httpx.Headers, http2: bool) -> None:
+        self._owned, self._headers = http is None, None if http is None else headers  # sent per request if passed in
+        if http is None:
+            try:
+                http = httpx.Client(headers=headers, max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS, http2=http2)
+            except ImportError:
+                msg = "http2=True needs the h2 package: pip install 'mountsea[http2]'"
+                raise ConfigurationError(msg) from None
+        self.http = http
         self._workers = _Workers()  # started by the first request sent on a thread
         weakref.finalize(self, self._workers.shutdown)  # a client never closed still ends them
 
     def send(self, request: Request) -> Answer | APIError:
-        """Send ``request`` on this thread."""
         try:
             response = self.http.get(request.url, headers=self._headers, timeout=request.timeout, follow_redirects=True)
         except httpx.HTTPError as exc:
@@ -156,32 +146,22 @@ class AioHttpOnLoop:
         import asyncio  # here: `import mountsea` does not load asyncio
 
         self._driver, self._loop = driver, asyncio.new_event_loop()
-        self._submit = asyncio.run_coroutine_threadsafe
+        self._run = partial(asyncio.run_coroutine_threadsafe, loop=self._loop)
         threading.Thread(target=_run_until_stopped, args=(self._loop,), name="mountsea-aiohttp", daemon=True).start()
         self._stop = weakref.finalize(self, _stop, self._loop)  # a client never closed still stops it
 
     def send(self, request: Request) -> Answer | APIError:
-        """Send ``request`` and wait for its outcome."""
-        return self._run(self._outcome(request)).result()
+        return self._run(self._driver.send(request)).result()
 
     def submit(self, request: Request, reply: Callable[[Outcome], object]) -> None:
         """Send ``request``; ``reply`` gets the outcome on the loop's thread."""
-        self._run(self._outcome(request)).add_done_callback(lambda done: reply(done.exception() or done.result()))
+        self._run(self._driver.send(request)).add_done_callback(lambda done: reply(done.exception() or done.result()))
 
     def close(self) -> None:
         """Close the connections and stop the loop (once)."""
         if self._stop.alive:
             self._run(self._driver.aclose()).result()
             self._stop()
-
-    def _run(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return self._submit(work, self._loop)
-
-    async def _outcome(self, request: Request) -> Answer | APIError:
-        try:
-            return await self._driver.send(request)
-        except APIError as exc:
-            return exc
 
 
 def _stop(loop: asyncio.AbstractEventLoop) -> None:
@@ -217,7 +197,6 @@ class _Workers:
         _ALL_WORKERS.add(self)
 
     def _forget_threads(self) -> None:
-        """A queue, permits and a count of threads of its own: none yet."""
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)  # one permit per worker waiting for a job
         self._started = 0
@@ -244,10 +223,7 @@ class _Workers:
 
     @staticmethod
     def _work(jobs: queue.SimpleQueue[_Job | None], idle: threading.Semaphore) -> None:
-        while True:
-            job = jobs.get()
-            if job is None:
-                return
+        for job in iter(jobs.get, None):
             _Workers._serve(job, idle)
             # An idle worker holds nothing: not the client (an unclosed client can then be
             # collected, and its finaliser ends the workers), nor the last task.

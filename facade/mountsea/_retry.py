@@ -6,7 +6,7 @@ import datetime
 import email.utils
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
@@ -71,13 +71,11 @@ def retry_delay(failures: int, retry_after: float | None, rng: random.Random) ->
     return min(MAX_RETRY_DELAY, INITIAL_RETRY_DELAY * 2.0**exponent) * (1 - 0.25 * rng.random())
 
 
-def _check(fits: Callable[[float], bool], what: str) -> Callable[[Any, attrs.Attribute[float], float], None]:
-    def check(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-        if not (math.isfinite(value) and fits(value)):
-            msg = f"PollPolicy.{attribute.name} must be a finite number {what}, not {value!r}"
-            raise ValueError(msg)
-
-    return check
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"PollPolicy takes numbers of seconds, not {value!r}"
+        raise ValueError(msg)
+    return float(value)
 
 
 @attrs.frozen
@@ -91,15 +89,20 @@ class PollPolicy:
     A 10 % downward jitter keeps many waiting clients from polling in lockstep.
     """
 
-    initial: float = attrs.field(default=1.5, converter=float, validator=_check(lambda v: v > 0, "> 0"))
-    maximum: float = attrs.field(default=5.0, converter=float, validator=_check(lambda v: v > 0, "> 0"))
-    multiplier: float = attrs.field(default=1.5, converter=float, validator=_check(lambda v: v >= 1, ">= 1"))
-    jitter: float = attrs.field(default=0.1, converter=float, validator=_check(lambda v: 0 <= v < 1, "in [0, 1)"))
+    initial: float = attrs.field(default=1.5, converter=_seconds)
+    maximum: float = attrs.field(default=5.0, converter=_seconds)
+    multiplier: float = attrs.field(default=1.5, converter=_seconds)
+    jitter: float = attrs.field(default=0.1, converter=_seconds)
 
-    @maximum.validator
-    def _at_least_initial(self, _: attrs.Attribute[float], value: float) -> None:
-        if value < self.initial:
-            msg = f"PollPolicy.maximum ({value!r}) must be >= initial ({self.initial!r})"
+    def __attrs_post_init__(self) -> None:
+        fits = {  # NaN fails every comparison
+            "initial": self.initial > 0,
+            "maximum": self.initial <= self.maximum < math.inf,
+            "multiplier": 1 <= self.multiplier < math.inf,
+            "jitter": 0 <= self.jitter < 1,
+        }
+        for name in (name for name, ok in fits.items() if not ok):
+            msg = f"PollPolicy.{name} is out of range in {self!r}: needs 0 < initial <= maximum, 1 <= multiplier, 0 <= jitter < 1"
             raise ValueError(msg)
 
     @classmethod

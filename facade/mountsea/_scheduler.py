@@ -152,7 +152,6 @@ class Scheduler:
 
     @property
     def in_flight(self) -> int:
-        """Requests sent and not yet answered."""
         return len(self._sent)
 
     def results(self) -> list[Task]:
@@ -197,8 +196,7 @@ class Scheduler:
         ``headers`` are the answer's, when an HTTP answer came (of any status).
         """
         self._sent.discard(tracked)
-        if headers is not None:
-            self.state.answered = True
+        self.state.answered |= headers is not None
         if self.call.one_round and tracked.polls + tracked.failures == 0:
             self._untried -= 1
         if isinstance(outcome, Task):
@@ -306,7 +304,3 @@ def _unreachable(error: APIError | None, state: ClientState) -> bool:
     # Until the server has answered once, a connection that cannot be made is a wrong
     # host or port, or a server that is down: say so rather than retry until the deadline.
     return isinstance(error, APIConnectionError) and error.connecting and not state.answered
-
-
-def _input_order(tracked: Tracked) -> int:
-    return tracked.index

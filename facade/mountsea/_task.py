@@ -99,7 +99,6 @@ def _read_only(value: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _number(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A JSON number: not true or false, and finite."""
     if value is not None and (
         isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
     ):
