@@ -130,7 +130,17 @@ class ServerError(APIStatusError):
 
 
 class APIConnectionError(APIError):
-    """No answer came back: the connection failed, dropped or broke mid-answer."""
+    """No answer came back: the connection failed, dropped or broke mid-answer.
+
+    ``connecting`` is True when no connection was ever made (refused, DNS, TLS handshake,
+    connect timeout).
+    """
+
+    def __init__(
+        self, message: str, *, service: str | None = None, task_id: str | None = None, connecting: bool = False
+    ) -> None:
+        super().__init__(message, service=service, task_id=task_id)
+        self.connecting = connecting
 
 
 class APITimeoutError(APIConnectionError):

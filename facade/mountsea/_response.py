@@ -10,7 +10,9 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import urlsplit
 
+import attrs
 import httpx
 
 from ._errors import APIConnectionError, APIError, APITimeoutError, ResponseValidationError, status_error
@@ -18,7 +20,15 @@ from ._generated import Service
 from ._retry import parse_retry_after
 from ._task import Task, parse_task
 
-__all__ = ["read_answer", "transport_error"]
+__all__ = [
+    "Answer",
+    "Request",
+    "connection_error",
+    "read_answer",
+    "redirect_error",
+    "timeout_error",
+    "transport_error",
+]
 
 _EXCERPT = 200  # characters of a body quoted in an error message
 # Keys this long never occur in an answer by chance, so a successful answer is masked
@@ -161,3 +171,50 @@ def transport_error(exc: httpx.HTTPError, service: Service, task_id: str) -> API
         # A redirect loop will not fix itself: an APIError, which is not retried.
         return APIError(f"{where}: {detail}", service=service.name, task_id=task_id)
     return APIConnectionError(f"{where}: connection error ({detail})", service=service.name, task_id=task_id)
+
+
+# The driver seam: what a driver is handed, what it gives back, and the errors it raises.
+
+
+@attrs.frozen
+class Request:
+    """One GET of one task, as every driver sends it."""
+
+    service: str
+    task_id: str
+    url: str  # absolute, query included
+    timeout: httpx.Timeout  # per phase, already clipped to the budget
+    budget: float | None  # seconds the whole request may take (None: only `timeout` bounds it)
+
+    @property
+    def origin(self) -> str:
+        """``host:port`` as messages name it, such as ``127.0.0.1:1`` or ``api.mountsea.ai:443``."""
+        parts = urlsplit(self.url)
+        return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+@attrs.frozen
+class Answer:
+    """An HTTP answer: its status, headers (case-insensitive lookups) and whole body."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+def connection_error(request: Request, detail: str, *, connecting: bool) -> APIConnectionError:
+    """No answer from ``request.origin``; ``connecting``: no connection was ever made."""
+    message = f"{request.service} task {request.task_id!r}: connection error with {request.origin} ({detail})"
+    return APIConnectionError(message, service=request.service, task_id=request.task_id, connecting=connecting)
+
+
+def timeout_error(request: Request, detail: str, *, connecting: bool = False) -> APITimeoutError:
+    """``request`` ran out of time (while connecting, if ``connecting``)."""
+    message = f"{request.service} task {request.task_id!r}: request to {request.origin} timed out ({detail})"
+    return APITimeoutError(message, service=request.service, task_id=request.task_id, connecting=connecting)
+
+
+def redirect_error(request: Request, detail: str) -> APIError:
+    """Too many redirects: a loop that will not fix itself, so an APIError, which is not retried."""
+    message = f"{request.service} task {request.task_id!r}: too many redirects from {request.origin} ({detail})"
+    return APIError(message, service=request.service, task_id=request.task_id)

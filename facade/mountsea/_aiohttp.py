@@ -1,0 +1,99 @@
+"""`DefaultAioHttpClient`: an async driver on aiohttp (the ``mountsea[aiohttp]`` extra), httpx off its hot path.
+
+aiohttp is imported when the driver is built, never by ``import mountsea``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ._errors import APIError
+from ._response import Answer, Request, connection_error, redirect_error, timeout_error
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["DefaultAioHttpClient"]
+
+
+class DefaultAioHttpClient:
+    """Run every request of an `AsyncMountsea` on aiohttp: ``AsyncMountsea(http_client=DefaultAioHttpClient())``.
+
+    ``limit`` caps the open connections. Proxies, ``.netrc`` and ``SSL_CERT_FILE`` are not
+    read from the environment (aiohttp's ``trust_env=False``); certificates are checked
+    against the system's store. aiohttp speaks HTTP/1.1 only.
+    """
+
+    def __init__(self, *, limit: int = 100) -> None:
+        try:
+            import aiohttp  # noqa: F401  (only to fail early, with the fix in the message)
+        except ImportError as exc:
+            msg = "DefaultAioHttpClient needs aiohttp: pip install 'mountsea[aiohttp]'"
+            raise RuntimeError(msg) from exc
+        self._limit = limit
+        self._headers: Mapping[str, str] = {}
+        self._max_redirects = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    def _bind(self, headers: Mapping[str, str], max_redirects: int) -> None:
+        """Take the client's headers and redirect limit (no I/O: the session is made on first use)."""
+        self._headers = headers
+        self._max_redirects = max_redirects
+
+    async def send(self, request: Request) -> Answer:
+        """GET ``request.url``: the answer, or the `APIError` for a transport failure."""
+        import aiohttp
+
+        if self._session is None:  # created here, inside the running loop that will use it
+            self._session = aiohttp.ClientSession(
+                headers=dict(self._headers),
+                connector=aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=5.0),
+                trust_env=False,
+            )
+            # aiohttp resends a GET once, unseen, when a connection breaks before the answer;
+            # the client's own retries (counted, paced, logged) do that here, as with httpx.
+            self._session._retry_connection = False
+        t = request.timeout
+        timeout = aiohttp.ClientTimeout(
+            total=request.budget,
+            # aiohttp's `connect` covers waiting for a pooled connection and opening a new one.
+            connect=None if t.pool is None or t.connect is None else t.pool + t.connect,
+            sock_connect=t.connect,
+            sock_read=t.read,  # aiohttp has no write timeout: `total` bounds a stuck write
+            ceil_threshold=math.inf,  # aiohttp rounds timeouts >= 5 s up to a whole second otherwise
+        )
+        try:
+            # aiohttp gives up once `redirects >= max_redirects` (0: never); httpx follows
+            # max_redirects of them. On a redirect to another origin aiohttp drops
+            # Authorization (and cookies) from the request, for every later hop too.
+            async with self._session.get(
+                request.url, timeout=timeout, allow_redirects=True, max_redirects=self._max_redirects + 1
+            ) as response:
+                return Answer(response.status, response.headers, await response.read())
+        except (aiohttp.ClientError, OSError) as exc:  # the one translation boundary; TimeoutError is an OSError
+            raise _translate(request, exc) from exc
+
+    async def aclose(self) -> None:
+        """Close every connection; the next `send` opens a new session."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+def _translate(request: Request, exc: Exception) -> APIError:
+    """The mountsea error for an aiohttp, asyncio or OS failure."""
+    import aiohttp
+
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__  # never headers
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return redirect_error(request, f"more than {len(exc.history) - 1} redirects")
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # before TimeoutError: it is one
+        return timeout_error(request, detail, connecting=True)
+    if isinstance(exc, TimeoutError):  # `total`, `sock_read`: the connection was made
+        return timeout_error(request, detail)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS handshake or certificate
+        return connection_error(request, detail, connecting=True)
+    # Dropped, reset, cut short, badly framed, or redirected to an invalid URL (as httpx: retried).
+    return connection_error(request, detail, connecting=False)
