@@ -19,6 +19,12 @@ def front(request: pytest.FixtureRequest) -> Front:
     return Front(request.param)
 
 
+@pytest.fixture(params=["sync", "async", "aiohttp"])
+def any_front(request: pytest.FixtureRequest) -> Front:
+    """Real-socket tests run through every driver: threads + httpx, asyncio + httpx, asyncio + aiohttp."""
+    return Front(request.param)
+
+
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's own key, base URL or log setting."""

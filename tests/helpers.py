@@ -17,7 +17,7 @@ def make_task(
 
 
 class Front:
-    """Runs the same call through `Mountsea` or `AsyncMountsea`.
+    """Runs the same call through `Mountsea`, `AsyncMountsea`, or `AsyncMountsea` on the aiohttp driver.
 
     ``front.run(lambda client: client.producer.tasks.get("t-1"), api_key=...)`` returns the
     call's result either way: for the async front end the lambda returns a coroutine,
@@ -31,7 +31,11 @@ class Front:
         return self.kind
 
     def client(self, **kwargs: Any) -> mountsea.Mountsea | mountsea.AsyncMountsea:
-        return mountsea.Mountsea(**kwargs) if self.kind == "sync" else mountsea.AsyncMountsea(**kwargs)
+        if self.kind == "sync":
+            return mountsea.Mountsea(**kwargs)
+        if self.kind == "aiohttp":
+            kwargs.setdefault("http_client", mountsea.DefaultAioHttpClient())
+        return mountsea.AsyncMountsea(**kwargs)
 
     def run(self, call: Callable[[Any], Any], **kwargs: Any) -> Any:
         if self.kind == "sync":
@@ -39,7 +43,9 @@ class Front:
                 return call(client)
 
         async def main() -> Any:
-            async with mountsea.AsyncMountsea(**kwargs) as client:
+            client = self.client(**kwargs)
+            assert isinstance(client, mountsea.AsyncMountsea)
+            async with client:
                 return await call(client)
 
         return asyncio.run(main())

@@ -26,7 +26,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
-def test_wheel_ships_three_typed_packages_and_only_httpx_and_attrs(wheel: Path) -> None:
+def test_wheel_ships_three_typed_packages_and_only_httpx_attrs_and_sniffio(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         [metadata_name] = [n for n in names if n.endswith(".dist-info/METADATA")]
@@ -36,7 +36,7 @@ def test_wheel_ships_three_typed_packages_and_only_httpx_and_attrs(wheel: Path) 
         assert f"{package}/py.typed" in names
     assert {n.split("/")[0] for n in names if not n.startswith("mountsea-")} == set(PACKAGES)
     runtime = [r for r in metadata.get_all("Requires-Dist") or [] if "extra ==" not in r]
-    assert sorted(r.split(">")[0].split("<")[0].split("=")[0].strip() for r in runtime) == ["attrs", "httpx"]
+    assert sorted(r.split(">")[0].split("<")[0].split("=")[0].strip() for r in runtime) == ["attrs", "httpx", "sniffio"]
 
 
 def test_wheel_imports_in_a_clean_virtual_environment(wheel: Path, tmp_path: Path) -> None:

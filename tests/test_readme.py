@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import os
 import re
@@ -13,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from mountsea import AsyncMountsea, Mountsea
 from mountsea.testing import FakeMountsea
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
-BLOCKS = [(lang, code) for lang, code in BLOCK.findall((ROOT / "README.md").read_text(encoding="utf-8"))]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+BLOCKS = [(lang, code) for lang, code in BLOCK.findall(README)]
+SHOWN = re.compile(r"print\(.*\)  # (.+)$", re.MULTILINE)  # a comment after a print shows what it prints
 
 
 def _script(server: FakeMountsea) -> None:
@@ -26,7 +30,11 @@ def _script(server: FakeMountsea) -> None:
     server.add_task("xai", "video-456", ["processing", "completed"], result={"video_url": "https://cdn.example/v.mp4"})
     server.add_task("producer", "song-failed", ["failed"], error_message="content policy", error_code=4001)
     for i in range(50):
-        server.add_task("producer", f"batch-{i}", ["processing", "failed" if i == 7 else "completed"])
+        failed = i == 7
+        error = "content policy" if failed else None
+        server.add_task(
+            "producer", f"batch-{i}", ["processing", "failed" if failed else "completed"], error_message=error
+        )
 
 
 @pytest.fixture
@@ -57,6 +65,30 @@ def test_python_blocks_run(code: str, readme_server: FakeMountsea) -> None:
         exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
     assert out.getvalue().strip(), "each example prints what it shows"
     assert readme_server.request_count() > 0
+    printed = iter(out.getvalue().splitlines())
+    for shown in SHOWN.findall(code):  # in the order the block prints them
+        assert shown in printed, f"the README says {shown!r}; the code printed {out.getvalue()!r}"
+
+
+def test_the_readme_shows_output_for_the_quick_start() -> None:
+    assert len(SHOWN.findall(_blocks("python")[0])) >= 1
+    assert len(SHOWN.findall(_blocks("python")[1])) >= 3
+
+
+def test_every_default_deadline_is_in_one_table_and_true() -> None:
+    table = README[README.index("Deadlines, every default in one place") :].split("\n\n")[1]
+    with Mountsea(api_key="k") as client:
+        wait = inspect.signature(client.producer.tasks.wait).parameters["timeout"].default
+    assert f"| `client.<service>.tasks.wait()` | {wait:g} s |" in table
+    for batch in (Mountsea.as_completed, Mountsea.wait_all, AsyncMountsea.as_completed, AsyncMountsea.wait_all):
+        assert inspect.signature(batch).parameters["timeout"].default is None
+    assert "| `as_completed()`, `wait_all()` | none: until every task is done |" in table
+    cli = subprocess.run(
+        [sys.executable, "-m", "mountsea", "wait", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "(default: none, wait until every task is done)" in " ".join(cli.split())
+    assert "| `mountsea wait` | none: until every task is done | `--timeout S` |" in table
+    assert README.count(f"{wait:g} s") == 1  # said once, there
 
 
 @pytest.mark.parametrize("code", [c for c in _blocks("python") if "def test_" in c])

@@ -1,26 +1,27 @@
-"""The fan-out core, on a fake clock: completion order, the concurrency cap, shared pauses, the deadline."""
+"""The fan-out core, on a virtual clock: completion order, the concurrency cap, shared pauses, the deadline."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
 import mountsea
 from mountsea._polling import PollPolicy
-from mountsea._scheduler import Scheduler, Tracked
+from mountsea._scheduler import Call, ClientState, Scheduler, Tracked
 from tests.helpers import make_task
 
 Answer = Callable[[mountsea.TaskRef, int], mountsea.Task | mountsea.APIError]
 
 
 def _refs(n: int, service: str = "producer") -> list[mountsea.TaskRef]:
-    return [mountsea.TaskRef(service, f"t{i}") for i in range(n)]  # type: ignore[arg-type]
+    return [mountsea.TaskRef(service, f"t{i}") for i in range(n)]
 
 
 class Sim:
-    """Runs a Scheduler with virtual time; every request takes ``latency`` seconds."""
+    """Runs a Scheduler like a front end would, on a virtual clock; every request takes ``latency`` seconds."""
 
     def __init__(self, scheduler: Scheduler, answer: Answer, latency: float = 0.01) -> None:
         self.scheduler, self.answer, self.latency = scheduler, answer, latency
@@ -33,32 +34,50 @@ class Sim:
 
     def run(self) -> list[mountsea.Task]:
         in_flight: list[tuple[float, Tracked]] = []
-        while True:
-            self.yielded += self.scheduler.take_ready()
-            if self.scheduler.over(self.now):
-                return self.yielded
-            for tracked in self.scheduler.due(self.now):
+        while not (plan := self.scheduler.plan(self.now)).done:
+            self.yielded += plan.ready
+            for tracked, _ in plan.send:
                 self.sent.append((self.now, tracked.ref))
                 in_flight.append((self.now + self.latency, tracked))
+            assert self.scheduler.in_flight == len(in_flight)
             self.peak = max(self.peak, len(in_flight))
             times = [t for t, _ in in_flight]
-            wakeup = self.scheduler.wakeup()
-            if wakeup is not None:
-                times.append(wakeup)
-            self.now = max(self.now, min(times))
+            if plan.wait is not None:
+                times.append(self.now + plan.wait)
+            assert plan.ready or (times and min(times) > self.now), plan  # a plan with nothing to do must not spin
+            self.now = min(times)
             for item in [i for i in in_flight if i[0] <= self.now]:
                 in_flight.remove(item)
                 ref = item[1].ref
                 self._polls[ref] = self._polls.get(ref, 0) + 1
-                update = self.scheduler.on_outcome(item[1], self.answer(ref, self._polls[ref]), self.now)
+                outcome = self.answer(ref, self._polls[ref])
+                headers: dict[str, str] | None = None if isinstance(outcome, mountsea.APIConnectionError) else {}
+                update = self.scheduler.record(item[1], outcome, self.now, headers)
                 if update is not None:
                     self.updates.append((ref.id, update.raw_status))
+        return self.yielded
 
 
-def _scheduler(refs: list[mountsea.TaskRef] | list[mountsea.TaskRef | mountsea.Task], **kwargs: object) -> Scheduler:
-    options: dict[str, object] = {"now": 0.0, "timeout": None, "policy": PollPolicy.fixed(1.0), "max_concurrency": 4}
-    options.update(kwargs)
-    return Scheduler(refs, rng=random.Random(0), **options)  # type: ignore[arg-type]
+def _scheduler(
+    items: Sequence[mountsea.TaskRef | mountsea.Task],
+    *,
+    timeout: float | None = None,
+    state: ClientState | None = None,
+    max_retries: int = 2,
+    **kwargs: Any,
+) -> Scheduler:
+    """A batch starting at 0, as `as_completed` (or, with ``keep_results``, `wait_all`) builds it."""
+    call = Call(
+        until_done=True,
+        single=False,
+        deadline=None if timeout is None else timeout,
+        policy=PollPolicy.fixed(1.0),
+        max_retries=max_retries,
+        one_round=timeout == 0,
+    )
+    state = ClientState(rng=random.Random(0)) if state is None else state
+    options: dict[str, Any] = {"max_concurrency": 4, **kwargs}
+    return Scheduler(items, call=call, state=state, now=0.0, **options)
 
 
 def _finishes_after(polls: Callable[[mountsea.TaskRef], int], status: str = "completed") -> Answer:
@@ -143,8 +162,19 @@ def test_the_batch_deadline_raises_with_resumable_pending_tasks() -> None:
     assert str(error) == "2 of 4 tasks not done by the deadline"
     assert max(t for t, _ in sim.sent) < 5.0
     # Resuming with the pending tasks polls only those.
-    resumed = Sim(_scheduler(error.pending, timeout=None), _finishes_after(lambda ref: 1)).run()
+    resumed = Sim(_scheduler(error.pending), _finishes_after(lambda ref: 1)).run()
     assert [t.id for t in resumed] == ["t2", "t3"]
+
+
+def test_a_zero_timeout_sends_each_task_one_request() -> None:
+    refs = _refs(3)
+    answer = _finishes_after(lambda ref: 1 if ref.id == "t0" else 100)
+    sim = Sim(_scheduler(refs, timeout=0, max_concurrency=2), answer)
+    with pytest.raises(mountsea.WaitTimeoutError) as caught:
+        sim.run()
+    assert [ref.id for _, ref in sim.sent] == ["t0", "t1", "t2"]
+    assert [t.id for t in sim.yielded] == ["t0"]
+    assert [(p.id, p.raw_status) for p in caught.value.pending] == [("t1", "processing"), ("t2", "processing")]  # type: ignore[union-attr]
 
 
 def test_a_missing_task_does_not_lose_the_others() -> None:
@@ -173,6 +203,38 @@ def test_an_authentication_error_stops_the_batch_at_once() -> None:
     assert len(sim.sent) == 1
 
 
+@pytest.mark.parametrize("timeout", [None, 600.0])
+@pytest.mark.parametrize("max_retries", [0, 2])
+def test_a_server_never_reached_ends_the_batch_after_max_retries(timeout: float | None, max_retries: int) -> None:
+    refused = mountsea.APIConnectionError("refused: 127.0.0.1:1", connecting=True)
+    scheduler = _scheduler(_refs(3), timeout=timeout, max_retries=max_retries, keep_results=True)
+    sim = Sim(scheduler, lambda ref, n: refused)
+    with pytest.raises(mountsea.APIConnectionError) as caught:
+        sim.run()
+    assert caught.value is refused
+    # Each task tried 1 + max_retries times at most, and the first to run out ended the batch.
+    assert 1 + max_retries <= len(sim.sent) <= 3 * (1 + max_retries)
+    assert sim.now < 60.0
+
+
+def test_after_an_answer_a_batch_retries_connect_failures_until_the_deadline() -> None:
+    refs = _refs(2)
+    refused = mountsea.APIConnectionError("refused", connecting=True)
+
+    def answer(ref: mountsea.TaskRef, n: int) -> mountsea.Task | mountsea.APIError:
+        if ref.id == "t0":
+            return make_task("processing" if n == 1 else "completed", task_id=ref.id)
+        return refused
+
+    sim = Sim(_scheduler(refs, timeout=30.0), answer)
+    with pytest.raises(mountsea.WaitTimeoutError) as caught:
+        sim.run()
+    assert [t.id for t in sim.yielded] == ["t0"]
+    assert caught.value.pending == [refs[1]]
+    assert len([ref for _, ref in sim.sent if ref.id == "t1"]) > 6  # many retries, not max_retries
+    assert max(t for t, _ in sim.sent) < 30.0
+
+
 def test_finished_tasks_given_as_input_are_handed_back_without_a_request() -> None:
     done = make_task("completed", task_id="old")
     items: list[mountsea.TaskRef | mountsea.Task] = [
@@ -195,8 +257,9 @@ def test_on_update_sees_each_change_once_per_task() -> None:
 
 @pytest.mark.parametrize("cap", [0, -1, 1.5, True])
 def test_bad_concurrency_is_rejected(cap: object) -> None:
-    with pytest.raises(ValueError, match="max_concurrency"):
-        _scheduler(_refs(1), max_concurrency=cap)
+    # The client checks it before building the Scheduler; no request is made.
+    with mountsea.Mountsea(api_key="test-key") as client, pytest.raises(ValueError, match="max_concurrency"):
+        client.as_completed(_refs(1), max_concurrency=cap)  # type: ignore[arg-type]
 
 
 def test_bad_items_are_rejected() -> None:

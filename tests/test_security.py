@@ -455,7 +455,8 @@ def test_the_cli_refuses_a_bad_base_url_without_quoting_credentials(server: Fake
         check=False,
     )
     assert done.returncode == 2
-    assert done.stderr.startswith("mountsea: error: base_url")
+    # The CLI names where the URL came from (issue 12), not the library's argument.
+    assert done.stderr.startswith("mountsea: error: $MOUNTSEA_BASE_URL")
     assert "hunter2" not in done.stderr
     assert SECRET not in done.stderr
     assert server.request_count() == 0

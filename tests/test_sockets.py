@@ -20,6 +20,12 @@ from tests.helpers import Front
 FAST = 0.02  # a poll interval that keeps the tests quick
 
 
+@pytest.fixture
+def front(any_front: Front) -> Front:
+    """Every test here runs over real sockets through each driver."""
+    return any_front
+
+
 def _run(front: Front, server: FakeMountsea, call: Any, **kwargs: Any) -> Any:
     return front.run(call, api_key=server.api_key, base_url=server.url, **kwargs)
 

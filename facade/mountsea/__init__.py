@@ -34,6 +34,7 @@ from ._task import TaskRef as TaskRef
 from ._task import TaskStatus as TaskStatus
 
 if TYPE_CHECKING:  # imported on first use: asyncio alone costs as much as the rest of mountsea
+    from ._aiohttp import DefaultAioHttpClient as DefaultAioHttpClient
     from ._async_client import AsyncMountsea as AsyncMountsea
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "BadRequestError",
     "BatchError",
     "ConfigurationError",
+    "DefaultAioHttpClient",
     "Mountsea",
     "MountseaError",
     "NotFoundError",
@@ -71,12 +73,14 @@ del _name, _value
 
 
 def __getattr__(name: str) -> Any:
-    if name == "AsyncMountsea":
+    if name in {"AsyncMountsea", "DefaultAioHttpClient"}:
+        from ._aiohttp import DefaultAioHttpClient
         from ._async_client import AsyncMountsea
 
-        AsyncMountsea.__module__ = __name__
-        globals()[name] = AsyncMountsea  # once: later lookups do not come here
-        return AsyncMountsea
+        for value in (AsyncMountsea, DefaultAioHttpClient):
+            value.__module__ = __name__
+            globals()[value.__name__] = value  # once: later lookups do not come here
+        return globals()[name]
     # Served lazily from the installed metadata: no version string to keep in sync.
     if name == "__version__":
         from importlib.metadata import version

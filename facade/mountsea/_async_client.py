@@ -1,115 +1,55 @@
-"""`AsyncMountsea`, the asynchronous client: `httpx.AsyncClient` and `asyncio.sleep` around the polling core."""
+"""`AsyncMountsea`, the asyncio driver: `httpx.AsyncClient` (or `DefaultAioHttpClient`) and `asyncio.wait`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Coroutine
+from functools import partial
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 
-from ._base import (
-    DEFAULT_LIMITS,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_TIMEOUT,
-    DEFAULT_WAIT_TIMEOUT,
-    MAX_REDIRECTS,
-    BaseClient,
-    BaseTasks,
-)
+from ._aiohttp import DefaultAioHttpClient
+from ._base import MAX_REDIRECTS, BaseClient, OnUpdate, check_http_client, httpx_client
 from ._errors import APIError
-from ._generated import SERVICES, Service
-from ._polling import Done, Fail, Poll, PollPolicy
+from ._response import Answer, Request, answer_of, timeout_error, transport_error
 from ._scheduler import Scheduler, Tracked
-from ._task import Task, TaskRef
+from ._task import Task
+from ._threads import HttpxOnThreads, Outcome
 
-__all__ = ["AsyncMountsea", "AsyncServiceClient", "AsyncTasks"]
+__all__ = ["AsyncMountsea"]
 
 
-class AsyncMountsea(BaseClient):
+class AsyncMountsea(
+    BaseClient[
+        Coroutine[Any, Any, Task],
+        Coroutine[Any, Any, list[Task]],
+        AsyncIterator[Task],
+        httpx.AsyncClient | DefaultAioHttpClient,
+    ]
+):
     """The asynchronous Mountsea client, for asyncio.
 
     ``api_key`` defaults to ``$MOUNTSEA_API_KEY`` and ``base_url`` to ``$MOUNTSEA_BASE_URL``,
     then ``https://api.mountsea.ai``. ``timeout`` bounds each request (seconds);
-    ``max_retries`` is how often `get()` retries a transient failure. A passed-in
-    ``http_client`` is used as is and left open by `close()`.
+    ``max_retries`` is how often `get()` retries a transient failure. ``http2=True`` (extra
+    ``mountsea[http2]``) speaks HTTP/2 where the server offers it. Use it with ``async with``,
+    or await `aclose()` when done. Sleeping tasks hold no coroutine.
+
+    Requests go out on an ``httpx.Client`` from worker threads, awaited on the loop: httpx's
+    async stack costs twice the CPU per request. A passed-in ``httpx.AsyncClient`` keeps every
+    request on the loop (and is left open by `aclose()`); a `DefaultAioHttpClient` (extra
+    ``mountsea[aiohttp]``) runs them on aiohttp, the fastest, and is closed by `aclose()`.
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        base_url: str | None = None,
-        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
-        max_retries: int = 2,
-        http_client: httpx.AsyncClient | None = None,
-    ) -> None:
-        super().__init__(
-            api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            http_client=http_client,
-            http_client_type=httpx.AsyncClient,
-        )
-        self._http = (
-            http_client
-            if http_client is not None
-            else httpx.AsyncClient(headers=self._headers, max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS)
-        )
-        self.producer = AsyncServiceClient(self, SERVICES["producer"])
-        self.xai = AsyncServiceClient(self, SERVICES["xai"])
-
-    def as_completed(
-        self,
-        refs: Iterable[TaskRef | Task],
-        *,
-        timeout: float | None = None,
-        poll: PollPolicy | float | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        on_update: Callable[[Task], object] | None = None,
-    ) -> AsyncIterator[Task]:
-        """Yield each task's final `Task` as soon as it is terminal, in completion order.
-
-        ``refs`` mixes `TaskRef` and `Task` objects of both services. Failed tasks are
-        yielded like any other (``task.succeeded`` tells). ``timeout`` is one deadline for
-        the whole batch: `WaitTimeoutError` then lists the ``pending`` tasks, ready to be
-        passed back in. A task that cannot be read (a 404...) does not stop the others:
-        `BatchError` reports it once they are all done. 401 and 403 stop the batch at once.
-        A task is forgotten once yielded: a stream of any length holds only the unfinished.
-        At most ``max_concurrency`` requests are in flight; sleeping tasks hold no coroutine.
-        """
-        scheduler = self._scheduler(
-            refs, now=time.monotonic(), timeout=timeout, poll=poll, max_concurrency=max_concurrency
-        )
-        return self._drive(scheduler, on_update)
-
-    async def wait_all(
-        self,
-        refs: Iterable[TaskRef | Task],
-        *,
-        timeout: float | None = None,
-        poll: PollPolicy | float | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        on_update: Callable[[Task], object] | None = None,
-    ) -> list[Task]:
-        """Wait for every task and return their final `Task` objects in input order.
-
-        Same arguments and errors as `as_completed`; the errors' ``finished`` attribute
-        holds the tasks that did finish.
-        """
-        scheduler = self._scheduler(
-            refs, now=time.monotonic(), timeout=timeout, poll=poll, max_concurrency=max_concurrency, keep_results=True
-        )
-        async for _ in self._drive(scheduler, on_update):
-            pass
-        return scheduler.results()
-
     async def aclose(self) -> None:
-        """Close the HTTP connections, unless the ``http_client`` was passed in."""
-        if self._owns_http:
+        """Close the HTTP connections, unless an ``httpx.AsyncClient`` was passed in."""
+        if self._threads is not None:
+            self._threads.close()
+        elif isinstance(self._http, DefaultAioHttpClient):
             await self._http.aclose()
 
     async def __aenter__(self) -> Self:
@@ -120,134 +60,95 @@ class AsyncMountsea(BaseClient):
     ) -> None:
         await self.aclose()
 
-    async def _fetch(self, service: Service, task_id: str, budget: float | None) -> Task:
-        request = self._request(service, task_id, budget)
+    def _open(self, http_client: httpx.AsyncClient | DefaultAioHttpClient | None, http2: bool) -> None:
+        if isinstance(http_client, DefaultAioHttpClient):
+            http_client._bind(self._headers, MAX_REDIRECTS)
+        else:
+            check_http_client(http_client, httpx.AsyncClient)
+        self._http = http_client
+        self._threads = None  # the default: a sync httpx client on worker threads (see `_threads`)
+        if http_client is None:
+            self._threads = HttpxOnThreads(httpx_client(httpx.Client, self._headers, http2), headers=None, owned=True)
+
+    async def _send(self, request: Request) -> Answer | APIError:
         try:
             # httpx's timeouts apply to each read: a server trickling its answer would outlast
-            # them. The deadline bounds the request as a whole.
-            async with asyncio.timeout(budget):
-                response = await self._http.request(**request)
-        except httpx.HTTPError as exc:
-            raise self._failed(exc, service, task_id) from exc
-        except TimeoutError as exc:  # asyncio.timeout's: httpx's own are HTTPErrors
-            raise self._overdue(service, task_id) from exc
-        return self._answer(service, task_id, response)
+            # them. The budget bounds the request as a whole.
+            async with asyncio.timeout(request.budget):
+                return await self._exchange(request)
+        except TimeoutError:  # asyncio.timeout's: the drivers turn their own into APIErrors
+            return timeout_error(request, "no complete answer before the deadline")
 
-    async def _outcome(self, ref: TaskRef, budget: float | None) -> Task | APIError:
+    async def _exchange(self, request: Request) -> Answer | APIError:
+        if self._threads is not None:
+            loop = asyncio.get_running_loop()
+            answered: asyncio.Future[Answer | APIError] = loop.create_future()
+            self._threads.submit(request, partial(_reply_from_thread, loop, answered))
+            return await answered
+        if isinstance(self._http, DefaultAioHttpClient):
+            try:
+                return await self._http.send(request)
+            except APIError as exc:
+                return exc
+        assert self._http is not None
         try:
-            return await self._fetch(SERVICES[ref.service], ref.id, budget)
-        except APIError as exc:
-            return exc
+            response = await self._http.get(
+                request.url, headers=self._headers, timeout=request.timeout, follow_redirects=True
+            )
+        except httpx.HTTPError as exc:
+            return transport_error(exc, request)
+        return answer_of(response)
 
-    async def _drive(self, scheduler: Scheduler, on_update: Callable[[Task], object] | None) -> AsyncIterator[Task]:
-        running: dict[asyncio.Future[Task | APIError], Tracked] = {}
+    async def _one(self, scheduler: Scheduler, on_update: OnUpdate) -> Task:
+        async for task in self._stream(scheduler, on_update):
+            return task
+        raise AssertionError  # pragma: no cover - a single call yields its task or raises
+
+    async def _collect(self, scheduler: Scheduler, on_update: OnUpdate) -> list[Task]:
+        async for _ in self._stream(scheduler, on_update):
+            pass
+        return scheduler.results()
+
+    async def _stream(self, scheduler: Scheduler, on_update: OnUpdate) -> AsyncIterator[Task]:
+        running: dict[asyncio.Future[Answer | APIError], Tracked] = {}
         try:
             while True:
-                for task in scheduler.take_ready():
+                plan = scheduler.plan(time.monotonic())
+                for task in plan.ready:
                     yield task
-                now = time.monotonic()
-                if scheduler.over(now):
+                if plan.done:
                     return
-                for tracked in scheduler.due(now):
-                    running[asyncio.ensure_future(self._outcome(tracked.ref, scheduler.budget(now)))] = tracked
-                wakeup = scheduler.wakeup()
-                pause = None if wakeup is None else max(0.0, wakeup - now)
+                for tracked, budget in plan.send:
+                    sending = self._send(self._request(tracked.ref, budget))
+                    if scheduler.call.single:  # one request at a time, bounded by its budget in `_send`
+                        self._record(scheduler, tracked, await sending, on_update)
+                    else:
+                        running[asyncio.ensure_future(sending)] = tracked
                 if not running:
-                    await asyncio.sleep(pause or 0.0)
+                    if not plan.send:
+                        await asyncio.sleep(plan.wait or 0.0)
                     continue
-                done, _ = await asyncio.wait(running, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(running, timeout=plan.wait, return_when=asyncio.FIRST_COMPLETED)
                 for future in done:
-                    update = scheduler.on_outcome(running.pop(future), future.result(), time.monotonic())
-                    if update is not None and on_update is not None:
-                        on_update(update)
+                    self._record(scheduler, running.pop(future), future.result(), on_update)
         finally:
             for future in running:
                 future.cancel()
             if running:  # let the cancelled requests unwind before the generator ends
                 await asyncio.wait(running)
 
-    async def _run(
-        self, poll: Poll, service: Service, task_id: str, on_update: Callable[[Task], object] | None
-    ) -> Task:
-        step = poll.start(time.monotonic())
-        while True:
-            if step.update is not None and on_update is not None:
-                on_update(step.update)
-            if isinstance(step, Done):
-                return step.task
-            if isinstance(step, Fail):
-                raise step.error
-            if (pause := step.at - time.monotonic()) > 0:
-                await asyncio.sleep(pause)
-            try:
-                task = await self._fetch(service, task_id, poll.budget(time.monotonic()))
-            except APIError as exc:
-                step = poll.on_error(exc, time.monotonic())
-            else:
-                step = poll.on_task(task, time.monotonic())
+
+def _reply_from_thread(
+    loop: asyncio.AbstractEventLoop, answered: asyncio.Future[Answer | APIError], outcome: Outcome
+) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for this answer any more
+        loop.call_soon_threadsafe(_settle, answered, outcome)
 
 
-class AsyncTasks(BaseTasks["AsyncMountsea"]):
-    """``client.<service>.tasks``: read one service's tasks, or wait for them."""
-
-    async def get(self, task_id: str) -> Task:
-        """The task as it is now; transient failures are retried ``max_retries`` times."""
-        return await self._client._run(self._get_poll(task_id), self._service, task_id, None)
-
-    async def wait(
-        self,
-        task_id: str,
-        *,
-        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
-        poll: PollPolicy | float | None = None,
-        on_update: Callable[[Task], object] | None = None,
-        raise_on_failure: bool = True,
-    ) -> Task:
-        """Poll until the task is terminal and return it.
-
-        ``timeout`` (seconds, None for none) is one deadline for every poll, retry and
-        pause. ``poll`` is a `PollPolicy` or a fixed interval in seconds.
-        ``on_update(task)`` sees each status change, the first observation included.
-        Raises `TaskFailedError` for a failed, cancelled or timed-out task (unless
-        ``raise_on_failure=False``) and `WaitTimeoutError` when the deadline passes.
-        """
-        machine = self._wait_poll(task_id, timeout, poll, raise_on_failure)
-        return await self._client._run(machine, self._service, task_id, on_update)
-
-    def as_completed(
-        self,
-        task_ids: Iterable[str],
-        *,
-        timeout: float | None = None,
-        poll: PollPolicy | float | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        on_update: Callable[[Task], object] | None = None,
-    ) -> AsyncIterator[Task]:
-        """`AsyncMountsea.as_completed` for this service's task ids."""
-        return self._client.as_completed(
-            self._refs(task_ids), timeout=timeout, poll=poll, max_concurrency=max_concurrency, on_update=on_update
-        )
-
-    async def wait_all(
-        self,
-        task_ids: Iterable[str],
-        *,
-        timeout: float | None = None,
-        poll: PollPolicy | float | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        on_update: Callable[[Task], object] | None = None,
-    ) -> list[Task]:
-        """`AsyncMountsea.wait_all` for this service's task ids, in input order."""
-        return await self._client.wait_all(
-            self._refs(task_ids), timeout=timeout, poll=poll, max_concurrency=max_concurrency, on_update=on_update
-        )
-
-
-class AsyncServiceClient:
-    """``client.producer`` or ``client.xai``: one service's resources."""
-
-    def __init__(self, client: AsyncMountsea, service: Service) -> None:
-        self.tasks = AsyncTasks(client, service)
-
-    def __repr__(self) -> str:
-        return f"<AsyncServiceClient {self.tasks._service.name!r}>"
+def _settle(answered: asyncio.Future[Answer | APIError], outcome: Outcome) -> None:
+    if answered.done():  # given up at its deadline
+        return
+    if isinstance(outcome, Answer | APIError):
+        answered.set_result(outcome)
+    else:
+        answered.set_exception(outcome)  # a bug in a worker surfaces in the caller's task

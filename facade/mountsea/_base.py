@@ -1,6 +1,20 @@
-"""What the sync and async clients share: configuration, request building, answer reading.
+"""What every client shares: configuration, the public methods, and the seam to its driver.
 
-The shells (`_client.py`, `_async_client.py`) add only the I/O: sending, sleeping, the clock.
+The public API (``client.producer.tasks.get/wait/as_completed/wait_all``,
+``client.as_completed``, ``client.wait_all``) is written once, here. Every call becomes
+a `Scheduler` (the pure core in `_scheduler.py`), which a *driver* runs. A driver is a
+`BaseClient` subclass that provides only the I/O:
+
+* ``_open(http_client, http2)``: check or build its HTTP client (no I/O yet);
+* ``_send(request)``: send one `Request`, return the `Answer` or, for a failure with
+  no answer, the `APIError` its one translation boundary makes of it;
+* ``_stream(scheduler, on_update)``, ``_one(...)``, ``_collect(...)``: run the
+  scheduler's loop (plan, send, wait for answers, `_record` each) with its clock
+  and its way of waiting (threads, asyncio), as a stream, a single Task or a list;
+* closing (``close()`` or ``aclose()``).
+
+`Mountsea` (threads + ``httpx.Client``) and `AsyncMountsea` (asyncio +
+``httpx.AsyncClient`` or `DefaultAioHttpClient`) are the drivers.
 """
 
 from __future__ import annotations
@@ -8,26 +22,34 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import re
 import sys
 import time
-from collections.abc import Iterable
-from typing import Any, Final, Generic, TypeVar
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Generic, NoReturn, TypeVar
 
 import httpx
 
-from ._errors import APIError, APITimeoutError, ConfigurationError
-from ._generated import Service
-from ._polling import DEFAULT_POLL_POLICY, Poll, PollPolicy, Rules
-from ._response import read_answer, transport_error
-from ._scheduler import Scheduler
+from ._errors import APIError, ConfigurationError
+from ._generated import SERVICES, Service
+from ._polling import DEFAULT_POLL_POLICY, PollPolicy
+from ._response import Answer, Request, read_answer
+from ._scheduler import Call, ClientState, Scheduler, Tracked
 from ._task import Task, TaskRef
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "BaseClient", "BaseTasks"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "BaseClient",
+    "ServiceClient",
+    "Tasks",
+    "httpx_client",
+]
 
 DEFAULT_BASE_URL: Final = "https://api.mountsea.ai"
-DEFAULT_TIMEOUT: Final = 30.0  # seconds per request; a wait's deadline clips it further
+DEFAULT_TIMEOUT: Final = 30.0  # seconds per request; a wait's deadline cuts it further
 DEFAULT_WAIT_TIMEOUT: Final = 600.0  # seconds; music takes 30-120 s, so 10 minutes is generous
 MAX_REDIRECTS: Final = 5
 DEFAULT_MAX_CONCURRENCY: Final = 16  # requests in flight at once in as_completed / wait_all
@@ -35,6 +57,13 @@ DEFAULT_MAX_CONCURRENCY: Final = 16  # requests in flight at once in as_complete
 DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=64)
 
 logger: Final = logging.getLogger("mountsea")
+
+OneT = TypeVar("OneT")  # what get() and wait() return: a Task, or an awaitable of one
+AllT = TypeVar("AllT")  # what wait_all() returns: a list of Tasks, or an awaitable of one
+StreamT = TypeVar("StreamT")  # what as_completed() returns: an iterator or an async iterator
+HttpT = TypeVar("HttpT")  # the HTTP clients the driver accepts
+HttpxT = TypeVar("HttpxT", httpx.Client, httpx.AsyncClient)
+OnUpdate = Callable[[Task], object] | None
 
 
 def _configure_logging() -> None:
@@ -46,6 +75,29 @@ def _configure_logging() -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
+
+
+def _reject(name: str, value: object, what: str) -> NoReturn:
+    msg = f"{name} must be {what}, not {value!r}"
+    raise ValueError(msg)
+
+
+def _number(name: str, value: Any, *, strict: bool = False) -> Any:
+    """``value`` if it is None or a finite number >= 0 (> 0 with ``strict``)."""
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value < math.inf
+        or (strict and not value)
+    ):
+        _reject(name, value, f"a finite number {'>' if strict else '>='} 0 or None")
+    return value
+
+
+def _count(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        _reject(name, value, f"an int >= {low}")
+    return value
 
 
 def _api_key(api_key: object) -> str:
@@ -63,21 +115,27 @@ def _api_key(api_key: object) -> str:
     return key
 
 
-def _base_url(base_url: str | None) -> str:
+def _base_url(base_url: object) -> str:
     raw = base_url if base_url is not None else os.environ.get("MOUNTSEA_BASE_URL") or DEFAULT_BASE_URL
+    if not isinstance(raw, str):
+        msg = f"base_url must be a str, not {type(raw).__name__}"
+        raise ConfigurationError(msg)
+    # Quoted with everything up to its last "@" masked: a password may hold "/", "?" or "#".
+    userinfo = re.search(r"(?<=//).*@", raw, re.DOTALL)
+    shown = repr(raw if userinfo is None else raw.replace(userinfo[0], "***@", 1))
     try:
         url = httpx.URL(raw)
-    except (httpx.InvalidURL, TypeError) as exc:
-        # Quoted without its user:password@, which may be real; httpx's reason only when
-        # there is none (it may quote a piece of the password), and never chained.
-        # Up to the last "@": a password may hold an unencoded "/", "?" or "#".
-        userinfo = re.search(r"(?<=//).*@", raw, re.DOTALL) if isinstance(raw, str) else None
-        shown = raw if userinfo is None else raw.replace(userinfo[0], "***@", 1)
+        port = url.port
+    except (httpx.InvalidURL, ValueError) as exc:
+        # httpx's reason only without credentials (it may quote a piece of the password).
         reason = str(exc) if userinfo is None else "details withheld: it holds credentials"
-        msg = f"base_url {shown!r} is not a valid URL ({reason})"
+        msg = f"base_url {shown} is not a valid URL ({reason})"
         raise ConfigurationError(msg) from None
-    if url.scheme not in {"http", "https"} or not url.host:
-        msg = f"base_url must be an absolute http:// or https:// URL, such as {DEFAULT_BASE_URL!r}"
+    if url.scheme not in {"http", "https"} or not url.host or any(ch.isspace() for ch in raw):
+        msg = f"base_url must be an absolute http:// or https:// URL, such as {DEFAULT_BASE_URL!r}, not {shown}"
+        raise ConfigurationError(msg)
+    if port is not None and not 0 < port < 65536:
+        msg = f"base_url {shown} has a port out of range (1-65535)"
         raise ConfigurationError(msg)
     if url.userinfo:
         msg = "base_url must not hold credentials (user:password@); pass the API key as api_key"
@@ -88,20 +146,11 @@ def _base_url(base_url: str | None) -> str:
     return str(url).rstrip("/")
 
 
-def _timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
-    if isinstance(timeout, httpx.Timeout):
-        return timeout
-    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0 or not math.isfinite(timeout)):
-        msg = f"timeout must be a positive number of seconds or None, not {timeout!r}"
-        raise ValueError(msg)
-    return httpx.Timeout(timeout)
-
-
-def _deadline_timeout(timeout: float | None) -> float | None:
-    if timeout is not None and (isinstance(timeout, bool) or not timeout >= 0 or not math.isfinite(timeout)):
-        msg = f"timeout must be a number of seconds >= 0 or None, not {timeout!r}"
-        raise ValueError(msg)
-    return timeout
+def check_http_client(http_client: object, kind: type) -> None:
+    """A passed-in ``http_client`` must be of the ``kind`` the driver sends with."""
+    if http_client is not None and not isinstance(http_client, kind):
+        msg = f"http_client must be an {kind.__module__}.{kind.__name__}, not {type(http_client).__name__}"
+        raise ConfigurationError(msg)
 
 
 def _poll_policy(poll: PollPolicy | float | None) -> PollPolicy:
@@ -111,176 +160,234 @@ def _poll_policy(poll: PollPolicy | float | None) -> PollPolicy:
         return poll
     if isinstance(poll, int | float) and not isinstance(poll, bool):
         return PollPolicy.fixed(poll)
-    msg = f"poll must be a PollPolicy, a number of seconds or None, not {poll!r}"
-    raise ValueError(msg)
+    _reject("poll", poll, "a PollPolicy, a number of seconds or None")
 
 
-def _clip(timeout: httpx.Timeout, budget: float | None) -> httpx.Timeout:
-    """``timeout`` with every phase cut to the ``budget`` left before a deadline."""
-    if budget is None:
-        return timeout
-
-    def cut(value: float | None) -> float:
-        return budget if value is None else min(value, budget)
-
-    return httpx.Timeout(
-        connect=cut(timeout.connect), read=cut(timeout.read), write=cut(timeout.write), pool=cut(timeout.pool)
-    )
+def httpx_client(kind: type[HttpxT], headers: httpx.Headers, http2: bool) -> HttpxT:
+    """An httpx client as the drivers build their own (``http2`` needs the ``h2`` package)."""
+    try:
+        return kind(headers=headers, max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS, http2=http2)
+    except ImportError:
+        msg = "http2=True needs the h2 package: pip install 'mountsea[http2]'"
+        raise ConfigurationError(msg) from None
 
 
-class BaseClient:
-    """Configuration and the I/O-free halves of every request."""
+class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
+    """Configuration, the public methods, and what a driver must provide (see the module docstring).
+
+    One client may serve many calls at once (threads, or tasks on one event loop):
+    what it learns across calls lives in one `ClientState`.
+    """
 
     def __init__(
         self,
-        api_key: str | None,
+        api_key: str | None = None,
         *,
-        base_url: str | None,
-        timeout: float | httpx.Timeout | None,
-        max_retries: int,
-        http_client: object,
-        http_client_type: type,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        http_client: HttpT | None = None,
+        http2: bool = False,
     ) -> None:
-        if http_client is not None and not isinstance(http_client, http_client_type):
-            msg = f"http_client must be an {http_client_type.__module__}.{http_client_type.__name__}, not {type(http_client).__name__}"
-            raise ConfigurationError(msg)
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            msg = f"max_retries must be an int >= 0, not {max_retries!r}"
-            raise ValueError(msg)
+        self.max_retries = _count("max_retries", max_retries, 0)
+        if not isinstance(timeout, httpx.Timeout):
+            timeout = httpx.Timeout(_number("timeout", timeout, strict=True))
+        self.timeout = timeout
         # httpx.Headers prints "[secure]" for Authorization in any repr.
-        self._owns_http = http_client is None
         self._headers = httpx.Headers({"Authorization": f"Bearer {_api_key(api_key)}", "Accept": "application/json"})
         self.base_url = _base_url(base_url)
-        self.timeout = _timeout(timeout)
-        self.max_retries = max_retries
-        self._rng = random.Random()
+        self._owns_http = http_client is None
+        self._state = ClientState()
         _configure_logging()
+        if not isinstance(http2, bool):  # pragma: no cover - typed as bool: a caller's mistake
+            _reject("http2", http2, "True or False")
+        self._open(http_client, http2)
+        self.producer: ServiceClient[OneT, AllT, StreamT] = ServiceClient(self, SERVICES["producer"])
+        self.xai: ServiceClient[OneT, AllT, StreamT] = ServiceClient(self, SERVICES["xai"])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"
 
-    def _poll(
-        self,
-        service: Service,
-        task_id: str,
-        *,
-        now: float,
-        until_done: bool = False,
-        timeout: float | None = None,
-        poll: PollPolicy | float | None = None,
-        raise_on_failure: bool = True,
-    ) -> Poll:
-        """The state machine for one get (``until_done=False``) or wait."""
-        ref = TaskRef(service.name, task_id)  # checks the id
-        timeout = _deadline_timeout(timeout)
-        rules = Rules(
-            until_done=until_done,
-            deadline=None if timeout is None else now + timeout,
-            policy=_poll_policy(poll),
-            max_retries=self.max_retries,
-            raise_on_failure=raise_on_failure,
-            rng=self._rng,
-        )
-        return Poll(rules, ref)
-
-    def _scheduler(
+    def as_completed(
         self,
         refs: Iterable[TaskRef | Task],
         *,
-        now: float,
+        timeout: float | None = None,
+        poll: PollPolicy | float | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_update: OnUpdate = None,
+    ) -> StreamT:
+        """Yield each task's final `Task` as soon as it is terminal, in completion order.
+
+        ``refs`` mixes `TaskRef` and `Task` objects of both services; a task given twice is
+        yielded once. Failed tasks are yielded like any other (``task.succeeded`` tells).
+        ``timeout`` (seconds, None for none) is one deadline for the whole batch;
+        `WaitTimeoutError` then lists the ``pending`` tasks, ready to be passed back in. A
+        task that cannot be read (a 404...) does not stop the others: `BatchError` reports
+        it once they are all done. 401 and 403 stop the batch at once, and so does a server
+        that could not be reached at all. A task is forgotten once yielded: a stream of
+        any length holds only the unfinished. At most ``max_concurrency`` requests are in
+        flight; a request still out at the deadline is given up.
+        """
+        return self._stream(self._batch(refs, timeout, poll, max_concurrency), on_update)
+
+    def wait_all(
+        self,
+        refs: Iterable[TaskRef | Task],
+        *,
+        timeout: float | None = None,
+        poll: PollPolicy | float | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_update: OnUpdate = None,
+    ) -> AllT:
+        """Wait for every task and return their final `Task` objects, one per input, in input order.
+
+        Same arguments and errors as `as_completed`; the errors' ``finished`` attribute
+        holds the tasks that did finish.
+        """
+        return self._collect(self._batch(refs, timeout, poll, max_concurrency, keep_results=True), on_update)
+
+    # The driver's part (see the module docstring): _open, _stream, _collect, _one.
+    _open: Callable[[Any, bool], None]
+    _stream: Callable[[Scheduler, OnUpdate], StreamT]
+    _collect: Callable[[Scheduler, OnUpdate], AllT]
+    _one: Callable[[Scheduler, OnUpdate], OneT]
+
+    def _batch(
+        self,
+        refs: Iterable[TaskRef | Task],
         timeout: float | None,
         poll: PollPolicy | float | None,
         max_concurrency: int,
+        *,
         keep_results: bool = False,
     ) -> Scheduler:
-        """The fan-out core for one `as_completed` or `wait_all` call."""
         if isinstance(refs, TaskRef | Task | str):
             msg = "refs must be an iterable of TaskRef or Task objects, not a single one"
             raise ValueError(msg)
+        call = self._call(timeout, poll, until_done=True, single=False)
         return Scheduler(
             refs,
-            now=now,
-            timeout=_deadline_timeout(timeout),
-            policy=_poll_policy(poll),
-            max_concurrency=max_concurrency,
-            rng=self._rng,
+            call=call,
+            state=self._state,
+            now=time.monotonic(),
+            max_concurrency=_count("max_concurrency", max_concurrency, 1),
             keep_results=keep_results,
         )
 
-    def _request(self, service: Service, task_id: str, budget: float | None) -> dict[str, Any]:
-        """Keyword arguments for ``httpx.Client.request`` to read one task.
+    def _call(self, timeout: float | None, poll: PollPolicy | float | None, **rules: bool) -> Call:
+        timeout = _number("timeout", timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        policy = _poll_policy(poll)
+        return Call(deadline=deadline, policy=policy, max_retries=self.max_retries, one_round=timeout == 0, **rules)
 
-        Raises `APITimeoutError` when the ``budget`` left before a deadline is already spent.
-        """
-        if budget is not None and budget <= 0:
-            msg = f"{service.name} task {task_id!r}: no time left before the deadline to send the request"
-            raise APITimeoutError(msg, service=service.name, task_id=task_id)
-        generated = service.request_kwargs(task_id=task_id)  # method, path and query, as the spec says
-        return {
-            "method": generated["method"].upper(),
-            "url": self.base_url + generated["url"],
-            "params": generated.get("params"),
-            # A client we built carries the headers already (cheaper than merging them
-            # into every request); one passed in gets them per request, left unchanged.
-            "headers": None if self._owns_http else self._headers,
-            "timeout": _clip(self.timeout, budget),
-            # httpx drops Authorization when a redirect leaves the origin.
-            "follow_redirects": True,
-        }
-
-    def _answer(self, service: Service, task_id: str, response: httpx.Response) -> Task:
-        if logger.isEnabledFor(logging.DEBUG):  # the arguments cost more than the call
-            path = response.request.url.path
-            logger.debug("GET %s taskId=%s -> %s in %s", path, task_id, response.status_code, _elapsed(response))
-        # The key is passed along so that an answer echoing it (a proxy error page that
-        # quotes the request, say) cannot carry it into an error message or body.
-        secret = self._headers["authorization"].removeprefix("Bearer ").encode()
-        try:
-            return read_answer(
-                service, task_id, response.status_code, response.headers, response.content, time.time(), secret=secret
+    def _request(self, ref: TaskRef, budget: float | None) -> Request:
+        """The GET for ``ref``: path and query as the generated client builds them, each
+        phase's timeout cut to the ``budget`` left before a deadline."""
+        generated = SERVICES[ref.service].request_kwargs(task_id=ref.id)
+        url = f"{self.base_url}{generated['url']}?{urllib.parse.urlencode(generated['params'])}"
+        timeout = self.timeout
+        if budget is not None:
+            timeout = httpx.Timeout(
+                **{k: budget if v is None else min(v, budget) for k, v in timeout.as_dict().items()}
             )
-        finally:
-            _release(response)
+        return Request(ref.service, ref.id, url, timeout, budget)
 
-    def _overdue(self, service: Service, task_id: str) -> APITimeoutError:
-        """The error for a request still unanswered when its deadline came."""
-        message = f"{service.name} task {task_id!r}: no complete answer before the deadline"
-        return APITimeoutError(message, service=service.name, task_id=task_id)
+    def _record(self, scheduler: Scheduler, tracked: Tracked, outcome: Answer | APIError, on_update: OnUpdate) -> None:
+        """Hand an outcome to the core, then log what it asks and report a status change."""
+        headers: Mapping[str, str] | None = None
+        if isinstance(outcome, APIError):
+            logger.debug("GET %s failed: %s", tracked.ref.label, outcome)
+            result: Task | APIError = outcome
+        else:
+            headers = outcome.headers
+            if logger.isEnabledFor(logging.DEBUG):
+                took = "?" if outcome.elapsed is None else f"{outcome.elapsed * 1000:.0f}"
+                path = SERVICES[tracked.ref.service].request_kwargs(task_id="")["url"]
+                logger.debug("GET %s taskId=%s -> %s in %s ms", path, tracked.ref.id, outcome.status_code, took)
+            # The key goes along so that an answer echoing it (a proxy's error page that
+            # quotes the request, say) cannot carry it into an error message or body.
+            secret = self._headers["authorization"].removeprefix("Bearer ").encode()
+            try:
+                result = read_answer(tracked.ref, outcome, time.time(), secret=secret)
+            except APIError as exc:
+                result = exc
+        update = scheduler.record(tracked, result, time.monotonic(), headers)
+        for level, message, args, extra in scheduler.log:
+            logger.log(level, message, *args, extra=extra)
+        scheduler.log.clear()
+        if update is not None and on_update is not None:
+            on_update(update)
 
-    def _failed(self, exc: httpx.HTTPError, service: Service, task_id: str) -> APIError:
-        error = transport_error(exc, service, task_id)
-        logger.debug("GET %s task %r failed: %s", service.name, task_id, error)
-        return error
 
+class Tasks(Generic[OneT, AllT, StreamT]):
+    """``client.<service>.tasks``: read one service's tasks, or wait for them."""
 
-ClientT = TypeVar("ClientT", bound=BaseClient)
-
-
-class BaseTasks(Generic[ClientT]):
-    """What ``client.<service>.tasks`` is on either front end, short of the I/O."""
-
-    def __init__(self, client: ClientT, service: Service) -> None:
+    def __init__(self, client: BaseClient[OneT, AllT, StreamT, Any], service: Service) -> None:
         self._client = client
         self._service = service
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} service={self._service.name!r}>"
+        return f"<Tasks service={self._service.name!r}>"
 
-    def _get_poll(self, task_id: str) -> Poll:
-        return self._client._poll(self._service, task_id, now=time.monotonic())
+    def get(self, task_id: str) -> OneT:
+        """The task as it is now; transient failures are retried ``max_retries`` times."""
+        call = self._client._call(None, None, until_done=False, single=True)
+        return self._client._one(self._single(task_id, call), None)
 
-    def _wait_poll(
-        self, task_id: str, timeout: float | None, poll: PollPolicy | float | None, raise_on_failure: bool
-    ) -> Poll:
-        return self._client._poll(
-            self._service,
-            task_id,
-            now=time.monotonic(),
-            until_done=True,
-            timeout=timeout,
-            poll=poll,
-            raise_on_failure=raise_on_failure,
+    def wait(
+        self,
+        task_id: str,
+        *,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        poll: PollPolicy | float | None = None,
+        on_update: OnUpdate = None,
+        raise_on_failure: bool = True,
+    ) -> OneT:
+        """Poll until the task is terminal and return it.
+
+        ``timeout`` (seconds, None for none) is one deadline for every poll, retry and
+        pause; ``timeout=0`` sends one request and returns the task only if it is terminal.
+        ``poll`` is a `PollPolicy` or a fixed interval in seconds. ``on_update(task)`` sees
+        each status change, the first observation included. Raises `TaskFailedError` for a
+        failed, cancelled or timed-out task (unless ``raise_on_failure=False``),
+        `WaitTimeoutError` (with the last ``task`` seen) when the deadline passes, and
+        `APIConnectionError` at once when the server was never reached.
+        """
+        call = self._client._call(timeout, poll, until_done=True, single=True, raise_on_failure=raise_on_failure)
+        return self._client._one(self._single(task_id, call), on_update)
+
+    def as_completed(
+        self,
+        task_ids: Iterable[str],
+        *,
+        timeout: float | None = None,
+        poll: PollPolicy | float | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_update: OnUpdate = None,
+    ) -> StreamT:
+        """`as_completed` of the client for this service's task ids."""
+        return self._client.as_completed(
+            self._refs(task_ids), timeout=timeout, poll=poll, max_concurrency=max_concurrency, on_update=on_update
         )
+
+    def wait_all(
+        self,
+        task_ids: Iterable[str],
+        *,
+        timeout: float | None = None,
+        poll: PollPolicy | float | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_update: OnUpdate = None,
+    ) -> AllT:
+        """`wait_all` of the client for this service's task ids, in input order."""
+        return self._client.wait_all(
+            self._refs(task_ids), timeout=timeout, poll=poll, max_concurrency=max_concurrency, on_update=on_update
+        )
+
+    def _single(self, task_id: str, call: Call) -> Scheduler:
+        ref = TaskRef(self._service.name, task_id)  # checks the id
+        return Scheduler([ref], call=call, state=self._client._state, now=time.monotonic())
 
     def _refs(self, task_ids: Iterable[str]) -> list[TaskRef]:
         if isinstance(task_ids, str):
@@ -289,20 +396,11 @@ class BaseTasks(Generic[ClientT]):
         return [TaskRef(self._service.name, task_id) for task_id in task_ids]
 
 
-def _elapsed(response: httpx.Response) -> str:
-    try:
-        return f"{response.elapsed.total_seconds() * 1000:.0f} ms"
-    except RuntimeError:  # an answer made already read (a MockTransport's, say) is never timed
-        return "? ms"
+class ServiceClient(Generic[OneT, AllT, StreamT]):
+    """``client.producer`` or ``client.xai``: one service's resources."""
 
+    def __init__(self, client: BaseClient[OneT, AllT, StreamT, Any], service: Service) -> None:
+        self.tasks = Tasks(client, service)
 
-_SPENT: Final = httpx.ByteStream(b"")
-
-
-def _release(response: httpx.Response) -> None:
-    # httpx 0.28 links each response and its body stream both ways (encode/httpx#3733), so
-    # a finished request lingers, with its connection-pool bookkeeping, until the cyclic
-    # GC runs; in a batch that garbage grows with the number of tasks. The body is read
-    # and the stream closed by now: unlinking it lets reference counting free it all at once.
-    for spent in (*response.history, response):
-        spent.stream = _SPENT
+    def __repr__(self) -> str:
+        return f"<ServiceClient {self.tasks._service.name!r}>"

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
+import os
+import re
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from types import TracebackType
+from typing import Any, Final, TextIO
 
 import mountsea
 
@@ -20,7 +25,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEADLINE, EXIT_API, EXIT_INTERRUPTED = 0,
 EPILOG = """\
 exit codes:
   0    every task succeeded (get: the task was read and has not failed)
-  1    a task ended unsuccessfully (failed, cancelled, timeout)
+  1    a task failed (its status is failed, cancelled or timeout)
   2    usage error or bad input
   3    the deadline passed before every task was done
   4    API or connection error
@@ -32,18 +37,19 @@ environment:
   MOUNTSEA_BASE_URL  the API's base URL (default https://api.mountsea.ai); --base-url overrides
 """
 
-# Exception class -> exit code; the first match in this order wins.
+# Exception class -> exit code; the first match in this order wins (a WaitTimeoutError is an OSError).
 _EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (mountsea.WaitTimeoutError, EXIT_DEADLINE),
     (mountsea.TaskFailedError, EXIT_FAILED),
     (mountsea.ConfigurationError, EXIT_USAGE),
+    (mountsea.MountseaError, EXIT_API),
     (ValueError, EXIT_USAGE),
     (OSError, EXIT_USAGE),
-    (mountsea.MountseaError, EXIT_API),
 )
 
-
-_PENDING_SHOWN = 20  # pending tasks named when the deadline passes; --output keeps the rest
+_PENDING_SHOWN: Final = 20  # pending tasks named when the deadline passes; --output keeps the rest
+_TICK: Final = 0.5  # seconds between redraws of the progress line, so its clock never looks stuck
+_RETRY_GRACE: Final = 1.0  # seconds a task still counts as retrying after its pause: the request is out
 
 
 class _UsageError(Exception):
@@ -55,6 +61,14 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(message)
 
 
+class _Version(argparse.Action):
+    """``--version``, read from the installed metadata only when asked (that costs ~10 ms)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"mountsea {mountsea.__version__}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mountsea",
@@ -62,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the installed version and exit")
     base_url_help = "the API's base URL (default: $MOUNTSEA_BASE_URL or the public API)"
     parser.add_argument("--base-url", help=base_url_help)
     # Accepted after the command too; SUPPRESS keeps an absent one from hiding the first.
@@ -95,7 +110,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="read 'SERVICE ID' or JSON lines from FILE (- for stdin)",
     )
-    wait.add_argument("--timeout", type=float, default=None, metavar="S", help="one deadline for all tasks, in seconds")
+    wait.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="one deadline for all tasks, in seconds (default: none, wait until every task is done)",
+    )
     wait.add_argument(
         "--poll", type=float, default=None, metavar="S", help="poll every S seconds (default: 1.5 s growing to 5 s)"
     )
@@ -106,7 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     wait.add_argument(
         "-o", "--output", type=Path, metavar="FILE", help="also append each finished task to FILE as a JSON line"
     )
-    wait.add_argument("--resume", action="store_true", help="skip tasks already recorded in --output FILE")
+    wait.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip tasks already recorded in --output FILE (a recorded failure still makes the exit code 1)",
+    )
     wait.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
     return parser
 
@@ -144,22 +169,45 @@ def _wait_refs(args: argparse.Namespace) -> list[mountsea.TaskRef]:
     if not refs:
         msg = "wait: give SERVICE ID [ID ...] or --from FILE"
         raise _UsageError(msg)
-    if args.resume:
-        if args.output is None:
-            msg = "wait: --resume needs --output FILE (where finished tasks were recorded)"
-            raise _UsageError(msg)
-        recorded = set()
-        if args.output.exists():
-            with args.output.open(encoding="utf-8") as lines:
-                # A line cut short by an interruption is simply not counted as recorded.
-                for line in lines:
-                    try:
-                        item = json.loads(line)
-                        recorded.add(mountsea.TaskRef(item["service"], item["taskId"]))
-                    except (ValueError, KeyError, TypeError):
-                        continue
-        refs = [ref for ref in refs if ref not in recorded]
+    if args.resume and args.output is None:
+        msg = "wait: --resume needs --output FILE (where finished tasks were recorded)"
+        raise _UsageError(msg)
     return list(dict.fromkeys(refs))
+
+
+def _recorded(path: Path) -> dict[mountsea.TaskRef, bool]:
+    """The tasks recorded in an --output file, each mapped to whether it succeeded.
+
+    A line that is not a whole record (the last one, cut short by a kill) counts as not written.
+    """
+    recorded: dict[mountsea.TaskRef, bool] = {}
+    if path.exists():
+        with path.open("rb") as lines:  # bytes: a line cut inside a character is skipped, not a crash
+            for line in lines:
+                try:
+                    item = json.loads(line)
+                    if item["status"] in mountsea.TERMINAL_STATUSES:
+                        recorded[mountsea.TaskRef(item["service"], item["taskId"])] = item["status"] == "completed"
+                except (ValueError, KeyError, TypeError):
+                    continue
+    return recorded
+
+
+def _open_output(path: Path) -> io.FileIO:
+    """``path`` opened to append records, unbuffered: each record then reaches the file in one write."""
+    output = path.open("a+b", buffering=0)
+    end = output.seek(0, os.SEEK_END)
+    if end:
+        output.seek(end - 1)
+        if output.read(1) != b"\n":
+            _write(output, b"\n")  # the last record was cut by a kill: the next one starts on a line of its own
+    return output
+
+
+def _write(output: io.FileIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # a regular file takes it all at once; loop only if the OS takes less
+        view = view[output.write(view) :]
 
 
 def _line(task: mountsea.Task) -> str:
@@ -172,31 +220,81 @@ def _line(task: mountsea.Task) -> str:
 
 
 class _Progress:
-    """A one-line status on a terminal's stderr, redrawn in place."""
+    """A one-line status on a terminal's stderr, redrawn in place at least once a second.
+
+    While running (``with progress:``), it watches the ``mountsea`` logger for the core's
+    retry records (INFO, with ``task_ref`` and ``retry_in`` attributes): a task counts as
+    retrying until its pause is over, or it finished.
+    """
 
     def __init__(self, stream: TextIO, total: int, enabled: bool) -> None:
         self.stream, self.total, self.enabled = stream, total, enabled
-        self.done = self.failed = 0
+        self.succeeded = self.failed = 0
+        self.retrying: dict[mountsea.TaskRef, float] = {}  # task -> when it stops counting (monotonic)
         self.start = time.monotonic()
+        self.lock = threading.RLock()  # the main thread, the ticker and whoever logs all draw
+        self._stopped = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="mountsea-progress", daemon=True)
+        self._logger = logging.getLogger("mountsea")
+        self._own_level, self._level = self._logger.level, self._logger.getEffectiveLevel()
 
-    def finished(self, task: mountsea.Task) -> None:
-        self.done += 1
-        self.failed += not task.succeeded
-        self.draw()
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            self.draw()
+            self._ticker.start()
+            # The logger must pass INFO for retries to reach us; `filter` then drops what its
+            # old level dropped, so no other handler (MOUNTSEA_LOG=warning's) sees more than before.
+            self._logger.addFilter(self)
+            self._logger.setLevel(min(self._level, logging.INFO))
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self.enabled:
+            self._logger.setLevel(self._own_level)
+            self._logger.removeFilter(self)
+            self._stopped.set()
+            self._ticker.join()
+            self.clear()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Note a retry record; let a record through if the logger's own level would have."""
+        ref, pause = getattr(record, "task_ref", None), getattr(record, "retry_in", None)
+        if isinstance(ref, mountsea.TaskRef) and isinstance(pause, int | float):
+            with self.lock:
+                self.retrying[ref] = time.monotonic() + pause + _RETRY_GRACE
+        return record.levelno >= self._level
+
+    def finished(self, task: mountsea.Task, text: str) -> None:
+        """Print ``text`` for ``task`` on stdout, above the progress line, and count it."""
+        with self.lock:
+            self.clear()
+            print(text, flush=True)
+            self.succeeded += task.succeeded
+            self.failed += not task.succeeded
+            self.retrying.pop(task.ref, None)
+            self.draw()
 
     def draw(self) -> None:
         if self.enabled:
-            pending = self.total - self.done
-            elapsed = time.monotonic() - self.start
-            self.stream.write(
-                f"\r\x1b[K{self.done - self.failed} done, {self.failed} failed, {pending} pending, {elapsed:.0f}s"
-            )
-            self.stream.flush()
+            with self.lock:
+                now = time.monotonic()
+                self.retrying = {ref: until for ref, until in self.retrying.items() if until > now}
+                pending = self.total - self.succeeded - self.failed
+                retrying = f" ({len(self.retrying)} retrying)" if self.retrying else ""
+                elapsed = int(now - self.start)
+                line = f"{self.succeeded} succeeded, {self.failed} failed, {pending} pending{retrying}, {elapsed}s"
+                self.stream.write(f"\r\x1b[K{line}")
+                self.stream.flush()
 
     def clear(self) -> None:
         if self.enabled:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
+            with self.lock:
+                self.stream.write("\r\x1b[K")
+                self.stream.flush()
+
+    def _tick(self) -> None:
+        while not self._stopped.wait(_TICK):
+            self.draw()
 
 
 def _get(client: mountsea.Mountsea, args: argparse.Namespace) -> int:
@@ -207,46 +305,83 @@ def _get(client: mountsea.Mountsea, args: argparse.Namespace) -> int:
 
 def _wait(client: mountsea.Mountsea, args: argparse.Namespace) -> int:
     refs = _wait_refs(args)
-    progress = _Progress(sys.stderr, len(refs), sys.stderr.isatty() and not args.quiet)
-    output = args.output.open("a", encoding="utf-8") if args.output is not None else None
-    status = EXIT_OK
+    recorded = _recorded(args.output) if args.resume else {}
+    status = EXIT_FAILED if any(recorded.get(ref) is False for ref in refs) else EXIT_OK
+    todo = [ref for ref in refs if ref not in recorded]
+    if not todo:
+        failed = sum(recorded[ref] is False for ref in refs)
+        _error(f"all {len(refs)} task(s) are recorded in {args.output} already ({failed} failed): nothing to wait for")
+        return status
+    progress = _Progress(sys.stderr, len(todo), sys.stderr.isatty() and not args.quiet)
+    output = _open_output(args.output) if args.output is not None else None
     try:
-        progress.draw()
-        tasks = client.as_completed(
-            refs,
-            timeout=args.timeout,
-            poll=args.poll,
-            max_concurrency=args.max_concurrency,
-            on_update=lambda _: progress.draw(),
-        )
-        for task in tasks:
-            progress.clear()
-            record = json.dumps(task.to_dict(), ensure_ascii=False)
-            print(record if args.json else _line(task), flush=True)
-            if output is not None:
-                output.write(record + "\n")
-                output.flush()
-            if not task.succeeded:
-                status = EXIT_FAILED
-            progress.finished(task)
+        with progress:
+            tasks = client.as_completed(
+                todo, timeout=args.timeout, poll=args.poll, max_concurrency=args.max_concurrency
+            )
+            for task in tasks:
+                record = json.dumps(task.to_dict(), ensure_ascii=False)
+                if output is not None:
+                    # A lone surrogate (which UTF-8 cannot hold) becomes "\udXXX": in a JSON string, its escape.
+                    _write(output, (record + "\n").encode("utf-8", "backslashreplace"))
+                progress.finished(task, record if args.json else _line(task))
+                status = max(status, EXIT_OK if task.succeeded else EXIT_FAILED)
     except mountsea.WaitTimeoutError as exc:
-        progress.clear()
         for error in exc.errors.values():
             _error(str(error))
         shown = " ".join(_ref_text(item) for item in exc.pending[:_PENDING_SHOWN])
         more = f" and {len(exc.pending) - _PENDING_SHOWN} more" if len(exc.pending) > _PENDING_SHOWN else ""
-        _error(f"{exc}; pending: {shown}{more}")
-        return EXIT_API if exc.errors else max(status, EXIT_DEADLINE)
+        _error(f"{_explained(exc)}; pending: {shown}{more}")
+        return max(status, _exit_code(exc))
     except mountsea.BatchError as exc:
-        progress.clear()
         for error in exc.errors.values():
             _error(str(error))
-        return EXIT_API
+        return max(status, EXIT_API)
     finally:
-        progress.clear()
         if output is not None:
             output.close()
     return status
+
+
+def _exit_code(exc: BaseException) -> int:
+    if isinstance(exc, mountsea.WaitTimeoutError) and (
+        exc.errors or isinstance(exc.__cause__, mountsea.APIConnectionError)
+    ):
+        return EXIT_API  # the deadline passed because the API failed or could not be reached
+    return next(code for cls, code in _EXIT_CODES if isinstance(exc, cls))
+
+
+def _explained(exc: mountsea.WaitTimeoutError) -> str:
+    """The deadline's message, followed by the last attempt's failure unless it says it already."""
+    message, cause = str(exc), exc.__cause__
+    return message if cause is None or str(cause) in message else f"{message} (last attempt: {cause})"
+
+
+def _client(args: argparse.Namespace) -> mountsea.Mountsea:
+    """The client, or a `_UsageError` saying what to fix in the command line's own terms."""
+    if not os.environ.get("MOUNTSEA_API_KEY", "").strip():
+        msg = "no API key: set MOUNTSEA_API_KEY to your Mountsea API key"
+        raise _UsageError(msg)
+    try:
+        return mountsea.Mountsea(base_url=args.base_url)
+    except mountsea.ConfigurationError as exc:
+        raise _UsageError(_base_url_message(str(exc), args.base_url)) from None
+
+
+def _base_url_message(message: str, flag: str | None) -> str:
+    """The library's message about ``base_url``, naming the option or variable the URL came from."""
+    name, value = (
+        ("--base-url", flag) if flag is not None else ("$MOUNTSEA_BASE_URL", os.environ.get("MOUNTSEA_BASE_URL"))
+    )
+    if "base_url" not in message or not value:
+        return message  # about the key: it names MOUNTSEA_API_KEY already
+    # Up to the last "@": a password may hold an unencoded "/", "?" or "#".
+    shown = re.sub(r"(?<=//).*@", "***@", value, count=1, flags=re.DOTALL)
+    if shown != value:
+        return f"{name} {shown!r} holds credentials (user:password@): put the API key in MOUNTSEA_API_KEY instead"
+    shown = re.sub(r"([?#]).*", r"\1***", shown, count=1, flags=re.DOTALL)  # a query may hold a token
+    message = message.replace("base_url", name)
+    return message if repr(shown) in message else f"{message} (got {shown!r})"
 
 
 def _ref_text(item: mountsea.Task | mountsea.TaskRef) -> str:
@@ -266,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     try:
         args = _parser().parse_args(argv)
-        with mountsea.Mountsea(base_url=args.base_url) as client:
+        with _client(args) as client:
             return _get(client, args) if args.command == "get" else _wait(client, args)
     except KeyboardInterrupt:
         _error("interrupted")
@@ -276,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except (mountsea.MountseaError, ValueError, OSError) as exc:
         _error(f"error: {exc}")
-        return next(code for cls, code in _EXIT_CODES if isinstance(exc, cls))
+        return _exit_code(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,15 +2,11 @@
 
 * MountseaError: the root.
   x ConfigurationError: a missing API key or an unusable base URL; also a ``ValueError``.
-  x APIError: a request to the API did not give a usable Task.
-    + APIStatusError: the API answered with an error status (``status_code``, ``body``,
-      ``request_id``, ``trace_id``, ``retry_after``).
-      - BadRequestError (400)
-      - AuthenticationError (401)
-      - PermissionDeniedError (403)
-      - NotFoundError (404)
-      - RateLimitError (429)
-      - ServerError (any 500-599)
+  x APIError: a request to the API did not give a usable Task (``body``: the answer, if any).
+    + APIStatusError: the API answered with an error status (``status_code``, ``request_id``,
+      ``trace_id``, ``retry_after``).
+      - BadRequestError (400), AuthenticationError (401), PermissionDeniedError (403),
+        NotFoundError (404), RateLimitError (429), ServerError (any 500-599)
     + APIConnectionError: no answer at all (connection refused, dropped, broken).
       - APITimeoutError: the request ran out of time.
     + ResponseValidationError: a 2xx answer that is not a valid TaskResultDto.
@@ -31,26 +27,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._task import Task, TaskRef
 
-__all__ = [
-    "APIConnectionError",
-    "APIError",
-    "APIStatusError",
-    "APITimeoutError",
-    "AuthenticationError",
-    "BadRequestError",
-    "BatchError",
-    "ConfigurationError",
-    "MountseaError",
-    "NotFoundError",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "ResponseValidationError",
-    "ServerError",
-    "TaskFailedError",
-    "WaitTimeoutError",
-    "status_error",
-]
-
 
 class MountseaError(Exception):
     """The base of every exception mountsea raises on purpose."""
@@ -63,9 +39,12 @@ class ConfigurationError(MountseaError, ValueError):
 class APIError(MountseaError):
     """A request for a task did not give a usable Task."""
 
-    def __init__(self, message: str, *, service: str | None = None, task_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, body: Any = None, service: str | None = None, task_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.body = body  # the decoded JSON body, or the text when it is not JSON
         self.service = service
         self.task_id = task_id
 
@@ -87,9 +66,8 @@ class APIStatusError(APIError):
         service: str | None = None,
         task_id: str | None = None,
     ) -> None:
-        super().__init__(message, service=service, task_id=task_id)
+        super().__init__(message, body=body, service=service, task_id=task_id)
         self.status_code = status_code
-        self.body = body  # the decoded JSON body, or the text when it is not JSON
         self.request_id = request_id  # the `x-request-id` header, when the answer has one
         self.trace_id = trace_id  # the body's `traceId`, when it has one
         self.retry_after = retry_after  # seconds the server asked us to wait, if it did
@@ -133,7 +111,7 @@ class APIConnectionError(APIError):
     """No answer came back: the connection failed, dropped or broke mid-answer.
 
     ``connecting`` is True when no connection was ever made (refused, DNS, TLS handshake,
-    connect timeout).
+    connect timeout). Messages name the host and port tried.
     """
 
     def __init__(
@@ -149,12 +127,6 @@ class APITimeoutError(APIConnectionError):
 
 class ResponseValidationError(APIError):
     """A 2xx answer whose body is not a valid TaskResultDto."""
-
-    def __init__(
-        self, message: str, *, body: Any = None, service: str | None = None, task_id: str | None = None
-    ) -> None:
-        super().__init__(message, service=service, task_id=task_id)
-        self.body = body
 
 
 class TaskFailedError(MountseaError):
@@ -208,13 +180,9 @@ class BatchError(MountseaError):
         self.finished = list(finished)
 
 
-# Status codes with a class of their own; any other 5xx is a ServerError, the rest APIStatusError.
+# The classes that pin a status code; any other 5xx is a ServerError, the rest APIStatusError.
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    429: RateLimitError,
+    cls.status_code: cls for cls in APIStatusError.__subclasses__() if "status_code" in vars(cls)
 }
 
 
@@ -223,3 +191,7 @@ def status_error(status_code: int) -> type[APIStatusError]:
     if 500 <= status_code <= 599:
         return ServerError
     return _STATUS_ERRORS.get(status_code, APIStatusError)
+
+
+__all__ = [name for name, value in globals().items() if isinstance(value, type) and issubclass(value, MountseaError)]
+__all__ += ["status_error"]

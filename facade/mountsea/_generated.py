@@ -32,8 +32,6 @@ class TaskModel(Protocol):
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self: ...
 
-    def to_dict(self) -> dict[str, Any]: ...
-
 
 @attrs.frozen
 class Service:

@@ -27,16 +27,12 @@ MAX_RETRY_DELAY: Final = 8.0
 # bad header cannot park a client for hours; a wait's own deadline still caps it.
 MAX_RETRY_AFTER: Final = 60.0
 
-_RETRYABLE_STATUSES: Final = frozenset({408, 429})
-
 
 def is_retryable(error: APIError) -> bool:
     """True for transient failures: no answer, a timeout, 408, 429 or any 5xx."""
-    if isinstance(error, APIConnectionError):
-        return True
     if isinstance(error, APIStatusError):
-        return error.status_code in _RETRYABLE_STATUSES or 500 <= error.status_code <= 599
-    return False
+        return error.status_code in {408, 429} or 500 <= error.status_code <= 599
+    return isinstance(error, APIConnectionError)
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
@@ -48,16 +44,13 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     names case-insensitively (``httpx.Headers`` does).
     """
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
+        if (value := headers.get(name)) is None:
             continue
         try:
-            seconds = float(value.strip()) * scale
+            seconds: float | None = float(value.strip()) * scale
         except ValueError:
-            if scale == 1.0:
-                return _seconds_until_date(value, now)
-            continue
-        if math.isfinite(seconds) and seconds >= 0:
+            seconds = _seconds_until_date(value, now) if name == "retry-after" else None
+        if seconds is not None and math.isfinite(seconds) and seconds >= 0:
             return seconds
     return None
 
@@ -75,10 +68,8 @@ def _seconds_until_date(value: str, now: float) -> float | None:
 def retry_delay(failures: int, retry_after: float | None, rng: random.Random) -> float:
     """Seconds to wait before retry number ``failures`` (1 for the first retry).
 
-    A server's Retry-After wins, clamped to `MAX_RETRY_AFTER`. Otherwise:
-    ``min(MAX_RETRY_DELAY, INITIAL_RETRY_DELAY * 2 ** (failures - 1)) * (1 - 0.25 * U)``
-    with ``U`` uniform in [0, 1): exponential, capped, and jittered downwards so that
-    clients that failed together do not retry together.
+    A server's Retry-After wins, clamped to `MAX_RETRY_AFTER`. Otherwise the backoff doubles up to
+    `MAX_RETRY_DELAY`, less up to 25 % jitter, so that clients that failed together do not retry together.
     """
     if retry_after is not None:
         return min(retry_after, MAX_RETRY_AFTER)

@@ -1,29 +1,39 @@
-"""The fan-out core behind `as_completed` and `wait_all`: pure, like `_polling`.
+"""The core: every decision of `get`, `wait`, `as_completed` and `wait_all`, pure.
 
-One `Scheduler` tracks many tasks, each driven by its own `Poll` machine (the same
-decisions as a single `wait()`), and decides which requests to send and when:
+No I/O, no clock, no logging here. A call is a batch, and `get()` and `wait()` are
+batches of one. A driver (see `_base.py`) loops::
 
-* a heap of next-request times, so a sleeping task costs a heap entry, not a thread
-  or a coroutine;
+    while True:
+        plan = scheduler.plan(now())  # raises the call's error once it cannot succeed
+        hand out plan.ready
+        if plan.done: stop
+        send each (tracked, budget) in plan.send, without waiting for it
+        wait up to plan.wait seconds (None: until an answer) and feed each outcome
+        to scheduler.record(tracked, outcome, now(), headers)
+
+What it decides:
+
+* when each task is polled next: a heap of next-request times, so a sleeping task
+  costs a heap entry, not a thread or a coroutine;
 * at most ``max_concurrency`` requests in flight;
-* one rate budget per service: a 429, or a 503 with ``Retry-After``, pauses every task
-  of that service until the pause ends, not just the task that got it;
-* one deadline for the whole batch.
-
-A front end loops: send `due()` requests, wait until `wakeup()` or until an answer
-arrives, feed answers to `on_outcome()`, and stop when `over()` says so.
+* retries: how long to back off, and when a failure ends the call;
+* one pause per service: a 429, or a 503 with ``Retry-After``, pauses every task of
+  that service, not just the task that got it;
+* one deadline for the whole call, with one last poll just before it.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import random
-from collections.abc import Iterable
-from typing import Final, TypeGuard
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
 
 import attrs
 
 from ._errors import (
+    APIConnectionError,
     APIError,
     APIStatusError,
     AuthenticationError,
@@ -31,184 +41,282 @@ from ._errors import (
     MountseaError,
     PermissionDeniedError,
     RateLimitError,
+    ServerError,
+    TaskFailedError,
     WaitTimeoutError,
 )
-from ._polling import Done, Poll, PollPolicy, Rules, Send
-from ._retry import MAX_RETRY_AFTER
-from ._task import Task, TaskRef
+from ._polling import PollPolicy
+from ._retry import is_retryable, retry_delay
+from ._task import Task, TaskRef, TaskStatus
 
-__all__ = ["Scheduler", "Tracked"]
+__all__ = ["Call", "ClientState", "Plan", "Scheduler", "Tracked"]
 
 # Errors that no other task of the batch could escape: stop the whole batch at once.
 _FATAL: Final = (AuthenticationError, PermissionDeniedError)
+# A last poll, when the schedule's next one would fall past the deadline, goes out this
+# long before it (or half the time left, if less), so a task that finished in time is
+# seen in time; with less than MIN_FINAL_BUDGET left there is no point in asking.
+FINAL_POLL_RESERVE: Final = 1.0
+MIN_FINAL_BUDGET: Final = 0.05
+LONGEST_WAIT: Final = 1e9  # seconds (~31 years): the clock plus this still fits the OS's time types
+
+LogLine = tuple[int, str, tuple[Any, ...], dict[str, Any]]  # level, message, arguments, extra
+
+
+@attrs.define
+class ClientState:
+    """What a client learns across its calls."""
+
+    rng: random.Random = attrs.field(factory=random.Random)
+    answered: bool = False  # an HTTP answer (any status) came from the server
+
+
+@attrs.frozen
+class Call:
+    """What one call asked for, shared by all its tasks.
+
+    ``until_done=False`` is `get()`: the first Task ends it, and a transient failure is
+    retried at most ``max_retries`` times. Otherwise poll until the task is terminal,
+    retrying for as long as the ``deadline`` (absolute, on the driver's monotonic clock)
+    allows. ``single`` calls (`get`, `wait`) raise the task's own error; batches collect
+    errors. A deadline of zero (``one_round``) still sends each task one request.
+    """
+
+    until_done: bool
+    single: bool
+    deadline: float | None
+    policy: PollPolicy
+    max_retries: int
+    raise_on_failure: bool = False
+    one_round: bool = False
 
 
 @attrs.define(eq=False)
-class Tracked(Poll):
-    """One task of a batch: its polling machine, plus where it stands in the batch.
+class Tracked:
+    """One task of a call and where it stands."""
 
-    A subclass rather than a holder of a `Poll`: one object per task, not two.
-    """
-
-    index: int = 0  # position in the input: the heap's tie-break, and the order of pending tasks
+    ref: TaskRef
+    index: int  # position in the input: the heap's tie-break, and the order of pending tasks
+    last: Task | None = None  # the last Task seen
+    polls: int = 0  # Tasks received
+    failures: int = 0  # failed requests in a row
+    error: APIError | None = None  # the last of them
+    final_poll: bool = False  # the last poll before the deadline was scheduled
     result: Task | None = None  # set once finished, kept only for `results()`
 
 
+@attrs.frozen
+class Plan:
+    """What the driver does next."""
+
+    ready: list[Task]  # finished since the last plan: hand them out
+    send: list[tuple[Tracked, float | None]] = attrs.Factory(list)  # request these now, within a budget (s)
+    wait: float | None = None  # seconds to wait for answers before planning again (None: for one)
+    done: bool = False  # the call is over
+
+
 class Scheduler:
-    """Decides, for many tasks at once, which to request when. No I/O, no clock.
+    """The decisions of one call over one or many tasks.
 
     With ``keep_results`` (`wait_all`) every finished Task stays until `results()`; without
-    (`as_completed`) a task is forgotten once handed out by `take_ready()`, so a batch of
-    any size holds only its unfinished tasks.
+    (`as_completed`) a task is forgotten once handed out, so a batch of any size holds
+    only its unfinished tasks.
     """
 
     def __init__(
         self,
         items: Iterable[TaskRef | Task],
         *,
+        call: Call,
+        state: ClientState,
         now: float,
-        timeout: float | None,
-        policy: PollPolicy,
-        max_concurrency: int,
-        rng: random.Random,
+        max_concurrency: int = 1,
         keep_results: bool = False,
     ) -> None:
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
-            msg = f"max_concurrency must be an int >= 1, not {max_concurrency!r}"
-            raise ValueError(msg)
-        self.deadline = None if timeout is None else now + timeout
-        self.max_concurrency = max_concurrency
-        self._sent: set[Tracked] = set()  # requests in flight
+        self.call, self.state, self.max_concurrency = call, state, max_concurrency
         self.errors: dict[TaskRef, APIError] = {}
-        self._paused: dict[str, float] = {}  # service -> end of its shared pause
+        self.log: list[LogLine] = []  # what the driver should log, drained by it
+        self._sent: set[Tracked] = set()  # requests in flight
         self._heap: list[tuple[float, int, Tracked]] = []  # (when, input index, task)
+        self._paused: dict[str, float] = {}  # service -> end of its shared pause
         self._ready: list[Task] = []  # finished, not yet handed out
         self._expired: list[Tracked] = []  # no further poll fits before the deadline
-        self._fatal: MountseaError | None = None  # a 401 or 403: the whole batch stops
-        by_ref: dict[TaskRef, Tracked] = {}
+        self._fatal: MountseaError | None = None  # raised once the finished are handed out
+        self._untried = 0  # tasks not yet sent their one request of a zero deadline
+        self._warned: set[str] = set()  # unknown statuses already warned about
         self._order: list[Tracked] | None = [] if keep_results else None  # one per input item
-        rules = Rules(until_done=True, deadline=self.deadline, policy=policy, raise_on_failure=False, rng=rng)
+        by_ref: dict[TaskRef, Tracked] = {}
         for item in items:
-            ref = _as_ref(item)
+            ref = item.ref if isinstance(item, Task) else _as_ref(item)
             tracked = by_ref.get(ref)
             if tracked is None:
                 last = item if isinstance(item, Task) else None
-                tracked = by_ref[ref] = Tracked(rules, ref, last, index=len(by_ref))
+                tracked = by_ref[ref] = Tracked(ref, len(by_ref), last)
                 if last is not None and last.done:
                     self._finish(tracked, last)  # already final: hand it back, no request
                 else:
+                    self._untried += call.one_round
                     self._push(now, tracked)
             if self._order is not None:
                 self._order.append(tracked)  # duplicates share one Tracked
         self._size = len(by_ref)
-
-    def __len__(self) -> int:
-        return self._size
 
     @property
     def in_flight(self) -> int:
         """Requests sent and not yet answered."""
         return len(self._sent)
 
+    def results(self) -> list[Task]:
+        """The finished tasks in input order (``keep_results`` only)."""
+        return [tracked.result for tracked in self._order or () if tracked.result is not None]
+
+    def plan(self, now: float) -> Plan:
+        """What to do at ``now``; raises the call's error once it cannot succeed."""
+        ready, self._ready = self._ready, []
+        deadline = self.call.deadline
+        past = deadline is not None and now >= deadline and not self._untried
+        if self._fatal is not None or past or not (self._sent or self._heap):
+            if ready:  # hand out what finished first: no result is lost
+                return Plan(ready, wait=0.0)
+            self._end()
+            return Plan(ready, done=True)
+        send: list[tuple[Tracked, float | None]] = []
+        held: list[Tracked] = []
+        while self._heap and self._heap[0][0] <= now and len(self._sent) + len(send) < self.max_concurrency:
+            tracked = heapq.heappop(self._heap)[2]
+            if self._paused.get(tracked.ref.service, 0.0) > now:
+                held.append(tracked)
+            elif tracked.polls + tracked.failures == 0 and self.call.one_round:
+                send.append((tracked, None))  # a zero deadline's one request: bounded by the client timeout
+            elif deadline is not None and now >= deadline:
+                self._expired.append(tracked)
+            else:
+                send.append((tracked, None if deadline is None else deadline - now))
+        for tracked in held:  # resume when the service's pause ends
+            self._schedule(tracked, self._paused[tracked.ref.service], now)
+        self._sent.update(tracked for tracked, _ in send)
+        wake = self._heap[0][0] if self._heap and len(self._sent) < self.max_concurrency else None
+        if self._sent and deadline is not None and not self._untried:  # answers still out at the deadline are given up
+            wake = deadline if wake is None else min(wake, deadline)
+        return Plan(ready, send, None if wake is None else min(max(0.0, wake - now), LONGEST_WAIT))
+
+    def record(
+        self, tracked: Tracked, outcome: Task | APIError, now: float, headers: Mapping[str, str] | None = None
+    ) -> Task | None:
+        """An outcome for ``tracked`` arrived at ``now``: returns the status change to report, if any.
+
+        ``headers`` are the answer's, when an HTTP answer came (of any status).
+        """
+        self._sent.discard(tracked)
+        if headers is not None:
+            self.state.answered = True
+        if self.call.one_round and tracked.polls + tracked.failures == 0:
+            self._untried -= 1
+        if isinstance(outcome, Task):
+            return self._on_task(tracked, outcome, now)
+        self._on_error(tracked, outcome, now)
+        return None
+
+    def _on_task(self, tracked: Tracked, task: Task, now: float) -> Task | None:
+        update = task if tracked.last is None or tracked.last.raw_status != task.raw_status else None
+        tracked.last, tracked.failures, tracked.error = task, 0, None
+        tracked.polls += 1
+        if task.status is TaskStatus.UNKNOWN and task.raw_status not in self._warned:
+            self._warned.add(task.raw_status)
+            why = "%s has status %r, unknown to this version of mountsea; treating it as not done"
+            self.log.append((logging.WARNING, why, (tracked.ref.label, task.raw_status), {}))
+        if not self.call.until_done or task.done:
+            if self.call.raise_on_failure and task.done and not task.succeeded:
+                self._fatal = TaskFailedError(task)
+            else:
+                self._finish(tracked, task)
+        else:
+            delay = self.call.policy.delay(tracked.polls, self.state.rng)
+            self._schedule(tracked, now + delay, now, final_poll=True)
+        return update
+
+    def _on_error(self, tracked: Tracked, error: APIError, now: float) -> None:
+        tracked.failures += 1
+        tracked.error = error
+        retry_after = error.retry_after if isinstance(error, APIStatusError) else None
+        delay = retry_delay(tracked.failures, retry_after, self.state.rng)
+        if isinstance(error, RateLimitError) or (retry_after is not None and isinstance(error, ServerError)):
+            # The server asks for less traffic (a 429, or a 5xx with Retry-After): every task of the service backs off.
+            service = tracked.ref.service
+            self._paused[service] = max(self._paused.get(service, 0.0), now + delay)
+        out_of_retries = tracked.failures > self.call.max_retries
+        unreachable = _unreachable(error, self.state)
+        if not is_retryable(error) or (out_of_retries and (unreachable or not self.call.until_done)):
+            if self.call.single or unreachable or isinstance(error, _FATAL):
+                self._fatal = self._fatal or error
+            else:
+                self.errors[tracked.ref] = error
+            return
+        reason = f"HTTP {error.status_code}" if isinstance(error, APIStatusError) else type(error).__name__
+        extra = {"task_ref": tracked.ref, "retry_in": delay, "reason": reason}
+        self.log.append(
+            (logging.INFO, "%s: %s; retry %d in %.2f s", (tracked.ref.label, reason, tracked.failures, delay), extra)
+        )
+        self._schedule(tracked, now + delay, now)
+
+    def _schedule(self, tracked: Tracked, at: float, now: float, *, final_poll: bool = False) -> None:
+        deadline = self.call.deadline
+        if deadline is None or at < deadline:
+            self._push(at, tracked)
+        elif final_poll and not tracked.final_poll and (left := deadline - now) > MIN_FINAL_BUDGET:
+            tracked.final_poll = True
+            self._push(deadline - min(FINAL_POLL_RESERVE, left / 2), tracked)
+        else:  # no request can start before the deadline: say so now rather than sleep into it
+            self._expired.append(tracked)
+
+    def _push(self, when: float, tracked: Tracked) -> None:
+        heapq.heappush(self._heap, (when, tracked.index, tracked))
+
     def _finish(self, tracked: Tracked, task: Task) -> None:
         self._ready.append(task)
         if self._order is not None:
             tracked.result = task
 
-    def _push(self, when: float, tracked: Tracked) -> None:
-        heapq.heappush(self._heap, (when, tracked.index, tracked))  # the index: shared, not a new int
-
-    def budget(self, now: float) -> float | None:
-        """Seconds a request sent now may take (None: no deadline)."""
-        return None if self.deadline is None else self.deadline - now
-
-    def due(self, now: float) -> list[Tracked]:
-        """Tasks to request now; counts them as in flight."""
-        out: list[Tracked] = []
-        held: list[Tracked] = []
-        while self._heap and self._heap[0][0] <= now and len(self._sent) + len(out) < self.max_concurrency:
-            _, _, tracked = heapq.heappop(self._heap)
-            pause = self._paused.get(tracked.ref.service, 0.0)
-            if pause > now:
-                held.append(tracked)
-            elif self.deadline is not None and now >= self.deadline:
-                self._expired.append(tracked)
-            else:
-                out.append(tracked)
-        for tracked in held:  # resume when the service's pause ends
-            resume = self._paused[tracked.ref.service]
-            if self.deadline is not None and resume >= self.deadline:
-                self._expired.append(tracked)
-            else:
-                self._push(resume, tracked)
-        self._sent.update(out)
-        return out
-
-    def wakeup(self) -> float | None:
-        """When to call `due()` and `over()` again if no answer comes first (None: wait for one)."""
-        when = self._heap[0][0] if self._heap and len(self._sent) < self.max_concurrency else None
-        if self._sent and self.deadline is not None:  # answers still out at the deadline are given up
-            when = self.deadline if when is None else min(when, self.deadline)
-        return when
-
-    def on_outcome(self, tracked: Tracked, outcome: Task | APIError, now: float) -> Task | None:
-        """An answer for ``tracked`` arrived at ``now``. Returns the status change to report, if any."""
-        self._sent.remove(tracked)
-        if isinstance(outcome, Task):
-            step = tracked.on_task(outcome, now)
-        else:
-            step = tracked.on_error(outcome, now)
-            if _pauses_service(outcome):
-                # However this task fares, its service asked for quiet: every task waits.
-                end = step.at if isinstance(step, Send) else now + min(outcome.retry_after or 0.0, MAX_RETRY_AFTER)
-                self._paused[tracked.ref.service] = max(self._paused.get(tracked.ref.service, 0.0), end)
-        if isinstance(step, Send):
-            self._push(step.at, tracked)
-        elif isinstance(step, Done):
-            self._finish(tracked, step.task)
-        elif isinstance(step.error, WaitTimeoutError):
-            self._expired.append(tracked)
-        elif isinstance(step.error, _FATAL):
-            # Raised by `over()`, once the tasks that finished meanwhile have been handed out.
-            self._fatal = self._fatal or step.error
-        elif isinstance(step.error, APIError):
-            self.errors[tracked.ref] = step.error
-        else:  # pragma: no cover - Poll fails only with the errors above
-            raise step.error
-        return step.update
-
-    def take_ready(self) -> list[Task]:
-        """Tasks that finished since the last call, in completion order."""
-        ready, self._ready = self._ready, []
-        return ready
-
-    def results(self) -> list[Task]:
-        """The finished tasks in input order (``keep_results`` only)."""
-        return [tracked.result for tracked in self._order or () if tracked.result is not None]
-
-    def over(self, now: float) -> bool:
-        """True when every task is finished; raises when the batch cannot finish.
-
-        The errors' ``finished`` lists `results()`: empty without ``keep_results``, as
-        every finished task has been handed out by then.
-        """
+    def _end(self) -> None:
+        """The call is over: raise unless every task finished."""
         if self._fatal is not None:
             raise self._fatal
-        if (self._sent or self._heap) and (self.deadline is None or now < self.deadline):
-            return False
-        # Past the deadline: what is still scheduled, and what is still in flight (a server
-        # trickling its answer outlasts httpx's per-read timeouts), is pending.
-        self._expired += (tracked for _, _, tracked in self._heap)
-        self._expired += self._sent
+        # What is still scheduled or in flight at the deadline (a server trickling its
+        # answer outlasts httpx's per-read timeouts) is pending.
+        expired = sorted([*self._expired, *(t for _, _, t in self._heap), *self._sent], key=_input_order)
         self._heap.clear()
         self._sent.clear()
-        if self._expired:
-            pending = [t.last or t.ref for t in sorted(self._expired, key=_input_order)]
-            message = f"{len(self._expired)} of {self._size} tasks not done by the deadline"
+        # A deadline that came before the server was ever reached is not the problem.
+        unreachable = next((t.error for t in expired if _unreachable(t.error, self.state)), None)
+        if unreachable is not None:
+            raise unreachable
+        if expired and self.call.single:
+            raise _timeout_error(expired[0])
+        if expired:
+            pending = [t.last or t.ref for t in expired]
+            message = f"{len(expired)} of {self._size} tasks not done by the deadline"
             raise WaitTimeoutError(message, pending=pending, finished=self.results(), errors=self.errors)
         if self.errors:
             raise BatchError(self.errors, finished=self.results())
-        return True
+
+
+def _timeout_error(tracked: Tracked) -> WaitTimeoutError:
+    """A single wait's deadline passed: the error carries the last Task seen and the last failure."""
+    if tracked.last is None:
+        message = f"{tracked.ref.label} could not be read before the deadline"
+    else:
+        message = f"{tracked.ref.label} not done by the deadline (last status: {tracked.last.raw_status})"
+    if tracked.error is not None:
+        message += f"; the last {tracked.failures} attempt(s) in a row failed: {tracked.error}"
+    error = WaitTimeoutError(message, task=tracked.last)
+    error.__cause__ = tracked.error
+    return error
+
+
+def _unreachable(error: APIError | None, state: ClientState) -> bool:
+    # Until the server has answered once, a connection that cannot be made is a wrong
+    # host or port, or a server that is down: say so rather than retry until the deadline.
+    return isinstance(error, APIConnectionError) and error.connecting and not state.answered
 
 
 def _input_order(tracked: Tracked) -> int:
@@ -218,14 +326,5 @@ def _input_order(tracked: Tracked) -> int:
 def _as_ref(item: object) -> TaskRef:
     if isinstance(item, TaskRef):
         return item
-    if isinstance(item, Task):
-        return item.ref
     msg = f"expected a TaskRef or a Task, not {type(item).__name__}"
     raise ValueError(msg)
-
-
-def _pauses_service(error: MountseaError) -> TypeGuard[APIStatusError]:
-    # The server is asking for less traffic: every task of the service should back off.
-    return isinstance(error, RateLimitError) or (
-        isinstance(error, APIStatusError) and error.status_code == 503 and error.retry_after is not None
-    )

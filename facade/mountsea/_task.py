@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime
 import enum
-import importlib
 import math
-import sys
 import types
 import typing
 import unicodedata
@@ -16,7 +14,7 @@ from typing import Any, Final
 import attrs
 
 from ._errors import ResponseValidationError
-from ._generated import SERVICES, Service, ServiceName, TaskModel
+from ._generated import SERVICES, Service, ServiceName
 
 __all__ = ["TERMINAL_STATUSES", "Task", "TaskRef", "TaskStatus", "parse_task", "validate_task_id"]
 
@@ -52,9 +50,20 @@ _NO_EXTRA: Final[Mapping[str, Any]] = types.MappingProxyType({})  # shared: most
 
 
 def _read_only(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    if not value:
-        return _NO_EXTRA
-    return value if isinstance(value, types.MappingProxyType) else types.MappingProxyType(dict(value))
+    return types.MappingProxyType(dict(value)) if value else _NO_EXTRA
+
+
+def _number(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A JSON number: not true or false, and finite."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+    ):
+        msg = f"{attribute.name!r} must be a finite number"
+        raise TypeError(msg, attribute, int | float, value)
+
+
+_text = attrs.validators.optional(attrs.validators.instance_of(str))
+_moment = attrs.validators.optional(attrs.validators.instance_of(datetime.datetime))
 
 
 @attrs.frozen
@@ -66,16 +75,18 @@ class Task:
     field of the answer that this type does not name.
     """
 
-    id: str
-    service: ServiceName
+    id: str = attrs.field(validator=attrs.validators.instance_of(str))
+    service: ServiceName = attrs.field(validator=attrs.validators.in_(SERVICES))
     status: TaskStatus = attrs.field(converter=TaskStatus)
     raw_status: str = attrs.field(default=attrs.Factory(lambda self: str(self.status), takes_self=True))
-    result: dict[str, Any] | None = attrs.field(default=None, hash=False, repr=_summary)
-    error_message: str | None = None
-    error_code: int | float | None = None
-    created_at: datetime.datetime | None = None
-    finished_at: datetime.datetime | None = None
-    trace_id: str | None = None
+    result: dict[str, Any] | None = attrs.field(
+        default=None, hash=False, repr=_summary, validator=attrs.validators.optional(attrs.validators.instance_of(dict))
+    )
+    error_message: str | None = attrs.field(default=None, validator=_text)
+    error_code: int | float | None = attrs.field(default=None, validator=_number)
+    created_at: datetime.datetime | None = attrs.field(default=None, validator=_moment)
+    finished_at: datetime.datetime | None = attrs.field(default=None, validator=_moment)
+    trace_id: str | None = attrs.field(default=None, validator=_text)
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_read_only, hash=False, repr=False)
 
     @property
@@ -111,19 +122,17 @@ class Task:
 
 def validate_task_id(task_id: object) -> str:
     """Return ``task_id`` if it can be sent; raise ``ValueError`` saying why not."""
-    if not isinstance(task_id, str):
+    if not isinstance(task_id, str):  # not TypeError: the documented contract is ValueError for any bad id
         msg = f"task_id must be a str, not {type(task_id).__name__}"
-        raise ValueError(msg)  # not TypeError: the documented contract is ValueError for any bad id
-    if not task_id.strip():
+    elif not task_id.strip():
         msg = "task_id must not be empty or blank"
-        raise ValueError(msg)
-    if len(task_id) > MAX_TASK_ID_LENGTH:
+    elif len(task_id) > MAX_TASK_ID_LENGTH:
         msg = f"task_id is {len(task_id)} characters long; the limit is {MAX_TASK_ID_LENGTH}"
-        raise ValueError(msg)
-    if any(unicodedata.category(ch) == "Cc" for ch in task_id):  # C0, DEL and C1 controls
+    elif any(unicodedata.category(ch) == "Cc" for ch in task_id):  # C0, DEL and C1 controls
         msg = f"task_id must not contain control characters: {task_id[:40]!r}"
-        raise ValueError(msg)
-    return task_id
+    else:
+        return task_id
+    raise ValueError(msg)
 
 
 def _validate_service(service: object) -> ServiceName:
@@ -139,6 +148,11 @@ class TaskRef:
 
     service: ServiceName = attrs.field(converter=_validate_service)
     id: str = attrs.field(converter=validate_task_id)
+
+    @property
+    def label(self) -> str:
+        """The task as messages name it, e.g. ``producer task 't-1'``."""
+        return f"{self.service} task {self.id!r}"
 
 
 # Task attribute -> (generated model attribute, JSON key), for the documented fields.
@@ -157,66 +171,9 @@ _KNOWN_KEYS: Final = frozenset(key for _, key in _FIELDS.values())
 _NULLABLE_KEYS: Final = _KNOWN_KEYS - {"taskId", "status"}
 
 
-@attrs.frozen
-class _FieldCheck:
-    """What one generated model field accepts, compiled once from its annotation."""
-
-    name: str
-    kinds: tuple[type, ...]  # the value must be an instance of one of these
-    optional: bool  # not required by the spec: absent, or null, reads as None
-    nullable: bool
-    anything: bool  # an annotation this check does not look into
-
-    def fits(self, value: object) -> bool:
-        if self.anything:
-            return True
-        if value is None:
-            return self.nullable
-        if isinstance(value, bool):  # JSON true is not a number
-            return bool in self.kinds
-        if float in self.kinds and isinstance(value, int | float):
-            return not isinstance(value, float) or math.isfinite(value)
-        return isinstance(value, self.kinds)
-
-
-def _is_unset_type(hint: Any) -> bool:
-    # Each generated package has its own `types.Unset`; recognise both by name.
-    return isinstance(hint, type) and hint.__name__ == "Unset"
-
-
-def _is_unset(value: object) -> bool:
-    return _is_unset_type(type(value))
-
-
-def _field_check(name: str, hint: Any) -> _FieldCheck:
-    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-    arms = typing.get_args(hint) if union else (hint,)
-    kinds = [typing.get_origin(arm) or arm for arm in arms if not _is_unset_type(arm) and arm not in (None, type(None))]
-    return _FieldCheck(
-        name=name,
-        kinds=tuple(kind for kind in kinds if isinstance(kind, type)),
-        optional=any(_is_unset_type(arm) for arm in arms),
-        nullable=any(arm in (None, type(None)) for arm in arms),
-        anything=any(kind is Any or not isinstance(kind, type) for kind in kinds),
-    )
-
-
-def _field_checks(model: type[TaskModel]) -> tuple[_FieldCheck, ...]:
-    # The generated modules import nested models under TYPE_CHECKING only, so resolve
-    # annotations with the models package's namespace as well.
-    module = sys.modules[model.__module__]
-    package = importlib.import_module(model.__module__.rsplit(".", 1)[0])
-    hints = typing.get_type_hints(model, globalns={**vars(package), **vars(module)})
-    return tuple(_field_check(f.name, hints[f.name]) for f in attrs.fields(typing.cast(Any, model)) if f.init)
-
-
-# Compiled at import: parsing an answer then costs a few isinstance calls per field.
-_CHECKS: Final = {name: _field_checks(service.model) for name, service in SERVICES.items()}
-
-
-def _aware(value: object) -> datetime.datetime | None:
+def _aware(value: object) -> object:
     if not isinstance(value, datetime.datetime):
-        return None
+        return value  # the Task's validator says what is wrong
     # A timestamp without an offset is taken as UTC, the API's clock; any other is
     # converted to UTC so that tasks compare and print alike.
     return value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value.astimezone(datetime.UTC)
@@ -229,12 +186,8 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
     """
 
     def invalid(why: str) -> ResponseValidationError:
-        return ResponseValidationError(
-            f"{service.name} task {task_id!r}: invalid TaskResultDto: {why}",
-            body=payload,
-            service=service.name,
-            task_id=task_id,
-        )
+        message = f"{service.name} task {task_id!r}: invalid TaskResultDto: {why}"
+        return ResponseValidationError(message, body=payload, service=service.name, task_id=task_id)
 
     if not isinstance(payload, dict):
         why = f"expected a JSON object, got {type(payload).__name__}"
@@ -256,43 +209,27 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
         why = f"{type(exc).__name__}: {_summary(str(exc))}"
         raise invalid(why) from exc
 
-    values: dict[str, Any] = {}
-    for check in _CHECKS[service.name]:
-        value = getattr(model, check.name)
-        if _is_unset(value) or (value is None and check.optional):
-            values[check.name] = None  # absent, or an optional field sent as null
-        elif check.fits(value):
-            values[check.name] = value
-        else:
-            why = f"field {check.name!r} has the wrong type: {_summary(value)}"
-            raise invalid(why)
-
-    result = values.get("result")
-    known = TaskStatus._value2member_map_.get(raw_status)
-    status = TaskStatus.UNKNOWN if known is None else typing.cast(TaskStatus, known)
+    # The generated model parsed the answer; the Task's validators check each field's type.
+    found = {name: getattr(model, attr, None) for name, (attr, _) in _FIELDS.items() if name != "status"}
+    values: dict[str, Any] = {k: None if type(v).__name__ == "Unset" else v for k, v in found.items()}
+    if hasattr(values["result"], "to_dict"):
+        values["result"] = values["result"].to_dict()
+    status = typing.cast(TaskStatus, TaskStatus._value2member_map_.get(raw_status, TaskStatus.UNKNOWN))
     # A batch keeps the last Task of every unfinished task: share the strings it can
     # (the status's own, the id asked for) rather than keep a fresh copy per answer.
-    raw_status = raw_status if known is None else status.value
-    seen_id: str = values["task_id"]
-    if seen_id == task_id:
-        seen_id = task_id
+    raw_status = status.value if status is not TaskStatus.UNKNOWN else raw_status
+    if values["id"] == task_id:
+        values["id"] = task_id
     try:
-        created_at, finished_at = _aware(values.get("created_at")), _aware(values.get("finished_at"))
+        values["created_at"], values["finished_at"] = _aware(values["created_at"]), _aware(values["finished_at"])
+        # Everything the answer holds beyond the documented fields, as sent: unknown
+        # fields and fields a newer spec added alike.
+        extra = {key: value for key, value in payload.items() if key not in _KNOWN_KEYS}
+        return Task(service=service.name, status=status, raw_status=raw_status, extra=extra, **values)
     except OverflowError as exc:  # a valid timestamp that does not fit in UTC (year 1 or 9999)
         why = f"a timestamp is out of range: {exc}"
         raise invalid(why) from exc
-    return Task(
-        id=seen_id,
-        service=service.name,
-        status=status,
-        raw_status=raw_status,
-        result=result.to_dict() if result is not None else None,
-        error_message=values.get("error_message"),
-        error_code=values.get("error_code"),
-        created_at=created_at,
-        finished_at=finished_at,
-        trace_id=values.get("trace_id"),
-        # Everything the answer holds beyond the documented fields, as sent: unknown
-        # fields and fields a newer spec added alike.
-        extra={key: value for key, value in payload.items() if key not in _KNOWN_KEYS},
-    )
+    except TypeError as exc:  # a validator's: (message, attribute, expected type, value)
+        field = _FIELDS[exc.args[1].name][0]
+        why = f"field {field!r} has the wrong type: {_summary(exc.args[3])}"
+        raise invalid(why) from exc

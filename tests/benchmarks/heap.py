@@ -21,7 +21,7 @@ from pathlib import Path
 import mountsea
 from mountsea._generated import SERVICES
 from mountsea._polling import PollPolicy
-from mountsea._scheduler import Scheduler
+from mountsea._scheduler import Call, ClientState, Scheduler
 from mountsea._task import parse_task
 
 CONCURRENCY = 64
@@ -53,14 +53,14 @@ def measure(tasks: int) -> HeapPerTask:
     tracemalloc.start()
     # The refs count too: the scheduler keeps each one, with its id, for as long as the task.
     refs = [mountsea.TaskRef("producer", _task_id(i)) for i in range(tasks)]
-    scheduler = Scheduler(
-        refs, now=0.0, timeout=None, policy=PollPolicy.fixed(5.0), max_concurrency=CONCURRENCY, rng=random.Random(0)
-    )
+    call = Call(until_done=True, single=False, deadline=None, policy=PollPolicy.fixed(5.0), max_retries=2)
+    state = ClientState(rng=random.Random(0))
+    scheduler = Scheduler(refs, call=call, state=state, now=0.0, max_concurrency=CONCURRENCY)
     scheduled = tracemalloc.get_traced_memory()[0]
-    while sent := scheduler.due(0.0):  # as a front end would: CONCURRENCY requests at a time
-        for tracked in sent:
+    while sent := scheduler.plan(0.0).send:  # as a front end would: CONCURRENCY requests at a time
+        for tracked, _ in sent:
             task = parse_task(producer, json.loads(answers[tracked.index]), task_id=tracked.ref.id)
-            scheduler.on_outcome(tracked, task, 0.1)
+            scheduler.record(tracked, task, 0.1, {})
     del sent
     gc.collect()
     pending = tracemalloc.get_traced_memory()[0]

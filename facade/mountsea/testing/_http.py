@@ -44,7 +44,6 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeMountsea"
-    sys_version = ""
     disable_nagle_algorithm = True
     server: _Server
     connection: socket.socket
@@ -67,6 +66,10 @@ class _Handler(BaseHTTPRequestHandler):
             if self.abort:  # all file objects are closed: closing with SO_LINGER 0 sends a RST
                 self.connection.close()
 
+    def version_string(self) -> str:
+        """The Server header: without the trailing space of an empty ``sys_version``."""
+        return self.server_version
+
     def log_message(self, format: str, *args: Any) -> None:
         """Keep the test output quiet."""
 
@@ -78,7 +81,11 @@ class _Handler(BaseHTTPRequestHandler):
             request, n, fault = fake._receive(self.command, self.path, headers)
             self._serve(fault, n, request)
 
-    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
+    def __getattr__(self, name: str) -> Any:
+        """Serve every method (TRACE, PROPFIND...) as GET is: `_answer` turns it down with a 405."""
+        if name.startswith("do_"):
+            return self.do_GET
+        raise AttributeError(name)
 
     def _serve(self, fault: Fault | None, n: int, request: RecordedRequest) -> None:
         if fault is None or fault.kind in ("delay", "slow_body", "trickle"):

@@ -21,6 +21,7 @@ _UNSUCCESSFUL = frozenset({"failed", "cancelled", "timeout"})
 _JSON = "application/json"
 _Headers = tuple[tuple[str, str], ...]
 _Answer = tuple[int, _Headers, bytes]
+_CHALLENGE: _Headers = (("WWW-Authenticate", "Bearer"),)  # what a 401 says, as RFC 9110 asks
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,17 @@ class Fault:
         headers: Mapping[str, str] | None = None,
         retry_after: str | float | None = None,
     ) -> Fault:
-        """Answer with status `code` (100-999) and a JSON error body unless `body` is given."""
+        """Answer with status `code` (100-999) and a JSON error body unless `body` is given.
+
+        A 401 carries ``WWW-Authenticate: Bearer`` unless `headers` say otherwise.
+        """
         if not 100 <= code <= 999:
             msg = f"status code must be within 100-999, got {code}"
             raise ValueError(msg)
         if body is None:
             body = {"statusCode": code, "message": _phrase(code)}
         content, content_type = _encode(body)
-        extra = [("Content-Type", content_type)]
+        extra = [("Content-Type", content_type), *(_CHALLENGE if code == 401 else ())]
         if retry_after is not None:
             extra.append(("Retry-After", retry_after if isinstance(retry_after, str) else f"{retry_after:g}"))
         return cls("status", code=code, body=content, headers=_merge(extra, headers))
@@ -337,7 +341,7 @@ class FakeMountsea:
             return _error(404, f"Cannot GET {request.path}")
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or key.strip() != self._api_key:
-            return _error(401, "Invalid API key")
+            return _error(401, "Invalid API key", _CHALLENGE)
         if not request.task_id:
             return _error(400, "taskId is required")
         with self._lock:
