@@ -10,23 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import _errors
 from ._client import Mountsea as Mountsea
-from ._errors import APIConnectionError as APIConnectionError
-from ._errors import APIError as APIError
-from ._errors import APIStatusError as APIStatusError
-from ._errors import APITimeoutError as APITimeoutError
-from ._errors import AuthenticationError as AuthenticationError
-from ._errors import BadRequestError as BadRequestError
-from ._errors import BatchError as BatchError
-from ._errors import ConfigurationError as ConfigurationError
-from ._errors import MountseaError as MountseaError
-from ._errors import NotFoundError as NotFoundError
-from ._errors import PermissionDeniedError as PermissionDeniedError
-from ._errors import RateLimitError as RateLimitError
-from ._errors import ResponseValidationError as ResponseValidationError
-from ._errors import ServerError as ServerError
-from ._errors import TaskFailedError as TaskFailedError
-from ._errors import WaitTimeoutError as WaitTimeoutError
+from ._errors import *  # noqa: F403  (every exception class: their list is _errors.__all__)
 from ._polling import PollPolicy as PollPolicy
 from ._task import TERMINAL_STATUSES as TERMINAL_STATUSES
 from ._task import Task as Task
@@ -39,30 +25,15 @@ if TYPE_CHECKING:  # imported on first use: asyncio alone costs as much as the r
 
 __all__ = [
     "TERMINAL_STATUSES",
-    "APIConnectionError",
-    "APIError",
-    "APIStatusError",
-    "APITimeoutError",
     "AsyncMountsea",
-    "AuthenticationError",
-    "BadRequestError",
-    "BatchError",
-    "ConfigurationError",
     "DefaultAioHttpClient",
     "Mountsea",
-    "MountseaError",
-    "NotFoundError",
-    "PermissionDeniedError",
     "PollPolicy",
-    "RateLimitError",
-    "ResponseValidationError",
-    "ServerError",
     "Task",
-    "TaskFailedError",
     "TaskRef",
     "TaskStatus",
-    "WaitTimeoutError",
 ]
+__all__ += _errors.__all__
 
 # Public names say `mountsea.Task`, not `mountsea._task.Task`, in reprs and tracebacks.
 for _name in __all__:

@@ -9,8 +9,8 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ._errors import APIError
-from ._response import Answer, Request, connection_error, redirect_error, timeout_error
+from ._errors import APIConnectionError, APIError, APITimeoutError
+from ._response import Answer, Request, request_error
 
 if TYPE_CHECKING:
     import aiohttp
@@ -86,14 +86,12 @@ def _translate(request: Request, exc: Exception) -> APIError:
     """The mountsea error for an aiohttp, asyncio or OS failure."""
     import aiohttp
 
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__  # never headers
     if isinstance(exc, aiohttp.TooManyRedirects):
-        return redirect_error(request, f"more than {len(exc.history) - 1} redirects")
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # before TimeoutError: it is one
-        return timeout_error(request, detail, connecting=True)
-    if isinstance(exc, TimeoutError):  # `total`, `sock_read`: the connection was made
-        return timeout_error(request, detail)
-    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS handshake or certificate
-        return connection_error(request, detail, connecting=True)
-    # Dropped, reset, cut short, badly framed, or redirected to an invalid URL (as httpx: retried).
-    return connection_error(request, detail, connecting=False)
+        return request_error(request, f"more than {len(exc.history) - 1} redirects", kind=APIError)
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__  # never headers
+    # A ConnectionTimeoutError is the one TimeoutError before connecting (`total` and `sock_read`
+    # come after); a ClientConnectorError is refused, DNS, TLS handshake or certificate. Any other
+    # failure (dropped, reset, cut short, badly framed, redirected to an invalid URL) is retried.
+    kind = APITimeoutError if isinstance(exc, TimeoutError) else APIConnectionError
+    connecting = isinstance(exc, aiohttp.ConnectionTimeoutError | aiohttp.ClientConnectorError)
+    return request_error(request, detail, kind=kind, connecting=connecting)

@@ -7,18 +7,17 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Coroutine
 from functools import partial
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
 from ._aiohttp import DefaultAioHttpClient
 from ._base import MAX_REDIRECTS, BaseClient, OnUpdate, check_http_client, httpx_client
+from ._client import HttpxOnThreads, Outcome
 from ._errors import APIError
 from ._response import Answer, Request, answer_of, timeout_error, transport_error
 from ._scheduler import Scheduler, Tracked
 from ._task import Task
-from ._threads import HttpxOnThreads, Outcome
 
 __all__ = ["AsyncMountsea"]
 
@@ -55,9 +54,7 @@ class AsyncMountsea(
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def _open(self, http_client: httpx.AsyncClient | DefaultAioHttpClient | None, http2: bool) -> None:
@@ -66,7 +63,7 @@ class AsyncMountsea(
         else:
             check_http_client(http_client, httpx.AsyncClient)
         self._http = http_client
-        self._threads = None  # the default: a sync httpx client on worker threads (see `_threads`)
+        self._threads = None  # the default: a sync httpx client on worker threads (see `_client`)
         if http_client is None:
             self._threads = HttpxOnThreads(httpx_client(httpx.Client, self._headers, http2), headers=None, owned=True)
 

@@ -38,15 +38,7 @@ from ._response import Answer, Request, read_answer
 from ._scheduler import Call, ClientState, Scheduler, Tracked
 from ._task import Task, TaskRef
 
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "DEFAULT_LIMITS",
-    "DEFAULT_TIMEOUT",
-    "BaseClient",
-    "ServiceClient",
-    "Tasks",
-    "httpx_client",
-]
+__all__ = ["BaseClient", "ServiceClient", "Tasks", "check_http_client", "httpx_client"]
 
 DEFAULT_BASE_URL: Final = "https://api.mountsea.ai"
 DEFAULT_TIMEOUT: Final = 30.0  # seconds per request; a wait's deadline cuts it further
@@ -357,33 +349,13 @@ class Tasks(Generic[OneT, AllT, StreamT]):
         call = self._client._call(timeout, poll, until_done=True, single=True, raise_on_failure=raise_on_failure)
         return self._client._one(self._single(task_id, call), on_update)
 
-    def as_completed(
-        self,
-        task_ids: Iterable[str],
-        *,
-        timeout: float | None = None,
-        poll: PollPolicy | float | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        on_update: OnUpdate = None,
-    ) -> StreamT:
-        """`as_completed` of the client for this service's task ids."""
-        return self._client.as_completed(
-            self._refs(task_ids), timeout=timeout, poll=poll, max_concurrency=max_concurrency, on_update=on_update
-        )
+    def as_completed(self, task_ids: Iterable[str], **options: Any) -> StreamT:
+        """The client's `as_completed` (same options) over this service's task ids."""
+        return self._client.as_completed(self._refs(task_ids), **options)
 
-    def wait_all(
-        self,
-        task_ids: Iterable[str],
-        *,
-        timeout: float | None = None,
-        poll: PollPolicy | float | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        on_update: OnUpdate = None,
-    ) -> AllT:
-        """`wait_all` of the client for this service's task ids, in input order."""
-        return self._client.wait_all(
-            self._refs(task_ids), timeout=timeout, poll=poll, max_concurrency=max_concurrency, on_update=on_update
-        )
+    def wait_all(self, task_ids: Iterable[str], **options: Any) -> AllT:
+        """The client's `wait_all` (same options) over this service's task ids, in input order."""
+        return self._client.wait_all(self._refs(task_ids), **options)
 
     def _single(self, task_id: str, call: Call) -> Scheduler:
         ref = TaskRef(self._service.name, task_id)  # checks the id

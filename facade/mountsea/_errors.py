@@ -27,6 +27,26 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._task import Task, TaskRef
 
+# The exception classes, which `mountsea` exports as they are.
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchError",
+    "ConfigurationError",
+    "MountseaError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "ServerError",
+    "TaskFailedError",
+    "WaitTimeoutError",
+]
+
 
 class MountseaError(Exception):
     """The base of every exception mountsea raises on purpose."""
@@ -191,7 +211,3 @@ def status_error(status_code: int) -> type[APIStatusError]:
     if 500 <= status_code <= 599:
         return ServerError
     return _STATUS_ERRORS.get(status_code, APIStatusError)
-
-
-__all__ = [name for name, value in globals().items() if isinstance(value, type) and issubclass(value, MountseaError)]
-__all__ += ["status_error"]

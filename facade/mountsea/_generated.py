@@ -8,9 +8,9 @@ makes sure of it): ``api.tasks.get_task_result`` builds the request and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal
 
 import attrs
 
@@ -21,16 +21,9 @@ from mountsea_xai_api.api.tasks import get_task_result as xai_get_task
 from mountsea_xai_api.models import TaskResultDto as XaiTaskResultDto
 from mountsea_xai_api.models import TaskResultDtoStatus as XaiTaskStatus
 
-__all__ = ["SERVICES", "Service", "ServiceName", "TaskModel"]
+__all__ = ["SERVICES", "Service", "ServiceName"]
 
 ServiceName = Literal["producer", "xai"]
-
-
-class TaskModel(Protocol):
-    """What the facade needs of a generated ``TaskResultDto`` class."""
-
-    @classmethod
-    def from_dict(cls, src_dict: Mapping[str, Any]) -> Self: ...
 
 
 @attrs.frozen
@@ -39,7 +32,7 @@ class Service:
 
     name: ServiceName
     request_kwargs: Callable[..., dict[str, Any]]  # the endpoint's pure `_get_kwargs(task_id=...)`
-    model: type[TaskModel]
+    model: type[ProducerTaskResultDto | XaiTaskResultDto]
     status_enum: type[StrEnum]
 
 

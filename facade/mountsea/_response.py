@@ -5,6 +5,7 @@ Nothing the generated code, ``json`` or httpx raises gets past this module untra
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -19,16 +20,7 @@ from ._generated import SERVICES
 from ._retry import parse_retry_after
 from ._task import Task, TaskRef, parse_task
 
-__all__ = [
-    "Answer",
-    "Request",
-    "answer_of",
-    "connection_error",
-    "read_answer",
-    "redirect_error",
-    "timeout_error",
-    "transport_error",
-]
+__all__ = ["Answer", "Request", "answer_of", "read_answer", "request_error", "timeout_error", "transport_error"]
 
 
 @attrs.frozen
@@ -41,17 +33,6 @@ class Request:
     timeout: httpx.Timeout  # per phase (connect, read, write, pool), already cut to the budget
     budget: float | None  # seconds the whole request may take (None: only `timeout` bounds it)
 
-    @property
-    def origin(self) -> str:
-        """``host:port``, as connection errors name the server tried."""
-        url = httpx.URL(self.url)
-        return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
-
-    @property
-    def label(self) -> str:
-        """The task as messages name it, e.g. ``producer task 't-1'``."""
-        return f"{self.service} task {self.task_id!r}"
-
 
 @attrs.frozen
 class Answer:
@@ -63,23 +44,29 @@ class Answer:
     elapsed: float | None = None  # seconds, for the debug log, when the driver timed it
 
 
-def connection_error(request: Request, detail: str, *, connecting: bool) -> APIConnectionError:
-    """No answer: ``connecting`` when no connection was ever made (refused, DNS, TLS, connect timeout)."""
-    what = "cannot connect to" if connecting else "with"
-    message = f"{request.label}: connection error {what} {request.origin} ({detail})"
-    return APIConnectionError(message, service=request.service, task_id=request.task_id, connecting=connecting)
+def request_error(
+    request: Request, detail: str, *, kind: type[APIError] = APIConnectionError, connecting: bool = False
+) -> APIError:
+    """The error for a request that got no usable answer; messages name the server tried as ``host:port``.
+
+    ``kind`` is `APIConnectionError` (``connecting``: no connection was ever made: refused,
+    DNS, TLS, connect timeout), `APITimeoutError`, or `APIError` for a redirect loop, which
+    will not fix itself and so is never retried.
+    """
+    url = httpx.URL(request.url)
+    origin = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+    if kind is APIConnectionError:
+        what = f"connection error {'cannot connect to' if connecting else 'with'} {origin}"
+    else:
+        what = f"request to {origin} timed out" if kind is APITimeoutError else f"too many redirects from {origin}"
+    message = f"{TaskRef(request.service, request.task_id).label}: {what} ({detail})"
+    error = kind(message, service=request.service, task_id=request.task_id)
+    if isinstance(error, APIConnectionError):
+        error.connecting = connecting
+    return error
 
 
-def timeout_error(request: Request, detail: str, *, connecting: bool = False) -> APITimeoutError:
-    """The request ran out of time (``connecting``: before a connection was made)."""
-    message = f"{request.label}: request to {request.origin} timed out ({detail})"
-    return APITimeoutError(message, service=request.service, task_id=request.task_id, connecting=connecting)
-
-
-def redirect_error(request: Request, detail: str) -> APIError:
-    """A redirect loop, which will not fix itself: an APIError, never retried."""
-    message = f"{request.label}: too many redirects from {request.origin} ({detail})"
-    return APIError(message, service=request.service, task_id=request.task_id)
+timeout_error: Final = functools.partial(request_error, kind=APITimeoutError)
 
 
 _EXCERPT = 200  # characters of a body quoted in an error message
@@ -175,14 +162,12 @@ def read_answer(ref: TaskRef, answer: Answer, now: float, *, secret: bytes = b""
 def transport_error(exc: httpx.HTTPError, request: Request) -> APIError:
     """The typed error for an httpx failure (no usable answer came back)."""
     detail = str(exc) or type(exc).__name__  # httpx messages name the URL at most, never headers
+    kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
     # A connect timeout never reached the server, like a refused connection.
     connecting = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-    if isinstance(exc, httpx.TooManyRedirects):
-        error = redirect_error(request, detail)
-    elif isinstance(exc, httpx.TimeoutException):
-        error = timeout_error(request, detail, connecting=connecting)
-    else:
-        error = connection_error(request, detail, connecting=connecting)
+    error = request_error(
+        request, detail, kind=APIError if isinstance(exc, httpx.TooManyRedirects) else kind, connecting=connecting
+    )
     error.__cause__ = exc
     return error
 

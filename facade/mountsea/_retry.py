@@ -11,14 +11,7 @@ from typing import Final
 
 from ._errors import APIConnectionError, APIError, APIStatusError
 
-__all__ = [
-    "INITIAL_RETRY_DELAY",
-    "MAX_RETRY_AFTER",
-    "MAX_RETRY_DELAY",
-    "is_retryable",
-    "parse_retry_after",
-    "retry_delay",
-]
+__all__ = ["MAX_RETRY_AFTER", "is_retryable", "parse_retry_after", "retry_delay"]
 
 # Backoff after a transient failure: 0.5 s, 1 s, 2 s, ... up to 8 s (openai-python's numbers).
 INITIAL_RETRY_DELAY: Final = 0.5
@@ -60,9 +53,8 @@ def _seconds_until_date(value: str, now: float) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:  # parsedate gives a naive time for "-0000": still GMT
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, when.timestamp() - now)
+    # parsedate gives a naive time for "-0000": still GMT
+    return max(0.0, when.replace(tzinfo=when.tzinfo or datetime.UTC).timestamp() - now)
 
 
 def retry_delay(failures: int, retry_after: float | None, rng: random.Random) -> float:

@@ -28,6 +28,7 @@ import heapq
 import logging
 import random
 from collections.abc import Iterable, Mapping
+from operator import attrgetter
 from typing import Any, Final
 
 import attrs
@@ -125,7 +126,7 @@ class Scheduler:
 
     def __init__(
         self,
-        items: Iterable[TaskRef | Task],
+        items: Iterable[object],  # TaskRef or Task; anything else is a ValueError
         *,
         call: Call,
         state: ClientState,
@@ -147,7 +148,10 @@ class Scheduler:
         self._order: list[Tracked] | None = [] if keep_results else None  # one per input item
         by_ref: dict[TaskRef, Tracked] = {}
         for item in items:
-            ref = item.ref if isinstance(item, Task) else _as_ref(item)
+            if not isinstance(item, TaskRef | Task):
+                msg = f"expected a TaskRef or a Task, not {type(item).__name__}"
+                raise ValueError(msg)
+            ref = item.ref if isinstance(item, Task) else item
             tracked = by_ref.get(ref)
             if tracked is None:
                 last = item if isinstance(item, Task) else None
@@ -283,7 +287,7 @@ class Scheduler:
             raise self._fatal
         # What is still scheduled or in flight at the deadline (a server trickling its
         # answer outlasts httpx's per-read timeouts) is pending.
-        expired = sorted([*self._expired, *(t for _, _, t in self._heap), *self._sent], key=_input_order)
+        expired = sorted([*self._expired, *(t for _, _, t in self._heap), *self._sent], key=attrgetter("index"))
         self._heap.clear()
         self._sent.clear()
         # A deadline that came before the server was ever reached is not the problem.
@@ -321,10 +325,3 @@ def _unreachable(error: APIError | None, state: ClientState) -> bool:
 
 def _input_order(tracked: Tracked) -> int:
     return tracked.index
-
-
-def _as_ref(item: object) -> TaskRef:
-    if isinstance(item, TaskRef):
-        return item
-    msg = f"expected a TaskRef or a Task, not {type(item).__name__}"
-    raise ValueError(msg)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime
 import enum
 import math
+import re
 import types
 import typing
 import unicodedata
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import attrs
 
@@ -155,17 +156,13 @@ class TaskRef:
         return f"{self.service} task {self.id!r}"
 
 
-# Task attribute -> (generated model attribute, JSON key), for the documented fields.
-# A field the spec adds later is not here and lands in `Task.extra` under its JSON key.
+# Task attribute -> (generated model attribute, JSON key), for the documented fields: all
+# but ``id`` keep the model's name, whose camelCase is the key. A field the spec adds later
+# is not here and lands in `Task.extra` under its JSON key.
 _FIELDS: Final = {
-    "id": ("task_id", "taskId"),
-    "status": ("status", "status"),
-    "result": ("result", "result"),
-    "error_message": ("error_message", "errorMessage"),
-    "error_code": ("error_code", "errorCode"),
-    "created_at": ("created_at", "createdAt"),
-    "finished_at": ("finished_at", "finishedAt"),
-    "trace_id": ("trace_id", "traceId"),
+    name: ((attr := "task_id" if name == "id" else name), re.sub("_(.)", lambda m: m[1].upper(), attr))
+    for name in attrs.fields_dict(Task)
+    if name not in {"service", "raw_status", "extra"}
 }
 _KNOWN_KEYS: Final = frozenset(key for _, key in _FIELDS.values())
 _NULLABLE_KEYS: Final = _KNOWN_KEYS - {"taskId", "status"}
@@ -185,17 +182,15 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
     Raises `ResponseValidationError` when the payload does not fit the generated model.
     """
 
-    def invalid(why: str) -> ResponseValidationError:
+    def invalid(why: str, cause: Exception | None = None) -> NoReturn:
         message = f"{service.name} task {task_id!r}: invalid TaskResultDto: {why}"
-        return ResponseValidationError(message, body=payload, service=service.name, task_id=task_id)
+        raise ResponseValidationError(message, body=payload, service=service.name, task_id=task_id) from cause
 
     if not isinstance(payload, dict):
-        why = f"expected a JSON object, got {type(payload).__name__}"
-        raise invalid(why)
+        invalid(f"expected a JSON object, got {type(payload).__name__}")
     raw_status = payload.get("status")
     if not isinstance(raw_status, str):
-        why = f"'status' must be a string, got {_summary(raw_status)}"
-        raise invalid(why)
+        invalid(f"'status' must be a string, got {_summary(raw_status)}")
     # A documented optional field sent as null reads as absent (the generated parser
     # would choke on a null date).
     payload = {k: v for k, v in payload.items() if v is not None or k not in _NULLABLE_KEYS}
@@ -206,8 +201,7 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
     try:
         model = service.model.from_dict(payload)
     except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
-        why = f"{type(exc).__name__}: {_summary(str(exc))}"
-        raise invalid(why) from exc
+        invalid(f"{type(exc).__name__}: {_summary(str(exc))}", exc)
 
     # The generated model parsed the answer; the Task's validators check each field's type.
     found = {name: getattr(model, attr, None) for name, (attr, _) in _FIELDS.items() if name != "status"}
@@ -227,9 +221,7 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
         extra = {key: value for key, value in payload.items() if key not in _KNOWN_KEYS}
         return Task(service=service.name, status=status, raw_status=raw_status, extra=extra, **values)
     except OverflowError as exc:  # a valid timestamp that does not fit in UTC (year 1 or 9999)
-        why = f"a timestamp is out of range: {exc}"
-        raise invalid(why) from exc
+        invalid(f"a timestamp is out of range: {exc}", exc)
     except TypeError as exc:  # a validator's: (message, attribute, expected type, value)
         field = _FIELDS[exc.args[1].name][0]
-        why = f"field {field!r} has the wrong type: {_summary(exc.args[3])}"
-        raise invalid(why) from exc
+        invalid(f"field {field!r} has the wrong type: {_summary(exc.args[3])}", exc)
