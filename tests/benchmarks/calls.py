@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.machinery
 import json
 import os
@@ -101,7 +102,7 @@ def per_call_overhead(server: ServerProcess, *, rounds: int = 15, seconds: float
     )
 
 
-SINGLE_FRONTS = ("sync", "async", "async-no-sniffio", "aiohttp", "httpcore")
+SINGLE_FRONTS = ("sync", "async", "async-httpx", "async-httpx-no-sniffio", "aiohttp", "httpcore")
 SINGLE_BLOCKS = 7  # timed blocks per worker; the cheapest counts
 SINGLE_CALLS = 300  # calls per block
 
@@ -134,10 +135,10 @@ def _cheapest_block(call: Callable[[], object]) -> float:
         call()  # warm up: connections, caches
     blocks = []
     for _ in range(SINGLE_BLOCKS):
-        started = time.thread_time()
+        started = time.process_time()
         for _ in range(SINGLE_CALLS):
             call()
-        blocks.append((time.thread_time() - started) / SINGLE_CALLS * 1e6)
+        blocks.append((time.process_time() - started) / SINGLE_CALLS * 1e6)
     return min(blocks)
 
 
@@ -146,10 +147,10 @@ async def _cheapest_block_async(call: Callable[[], Awaitable[object]]) -> float:
         await call()
     blocks = []
     for _ in range(SINGLE_BLOCKS):
-        started = time.thread_time()  # the loop runs in this thread: its work counts, idle waits do not
+        started = time.process_time()  # every thread: the loop and the workers the default driver sends on
         for _ in range(SINGLE_CALLS):
             await call()
-        blocks.append((time.thread_time() - started) / SINGLE_CALLS * 1e6)
+        blocks.append((time.process_time() - started) / SINGLE_CALLS * 1e6)
     return min(blocks)
 
 
@@ -160,29 +161,33 @@ def _single_call_worker(front: str, url: str, key: str) -> float:
             return _cheapest_block(lambda: client.producer.tasks.get("t"))
 
     async def main() -> float:
-        if front in ("aiohttp", "httpcore"):  # a driver alone until AsyncMountsea takes one: send + read_answer
+        if front == "httpcore":  # the prototype driver alone: send + read_answer
             from httpcore_driver import HttpcoreDriver
 
-            from mountsea._aiohttp import DefaultAioHttpClient
-            from mountsea._generated import SERVICES
             from mountsea._response import Request, read_answer
 
-            driver = DefaultAioHttpClient() if front == "aiohttp" else HttpcoreDriver()
+            driver = HttpcoreDriver()
             driver._bind({"Authorization": f"Bearer {key}", "Accept": "application/json"}, MAX_REDIRECTS)
             request = Request("producer", "t", f"{url}/producer/tasks?taskId=t", httpx.Timeout(DEFAULT_TIMEOUT), None)
+            ref = mountsea.TaskRef("producer", "t")
 
             async def get() -> object:
-                answer = await driver.send(request)
-                return read_answer(SERVICES["producer"], "t", answer.status_code, answer.headers, answer.content, 0.0)
+                return read_answer(ref, await driver.send(request), 0.0)
 
             try:
                 return await _cheapest_block_async(get)
             finally:
                 await driver.aclose()
-        async with mountsea.AsyncMountsea(key, base_url=url) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            http_client: httpx.AsyncClient | mountsea.DefaultAioHttpClient | None = None
+            if front == "aiohttp":
+                http_client = mountsea.DefaultAioHttpClient()
+            elif front.startswith("async-httpx"):  # left open by AsyncMountsea: closed here
+                http_client = await stack.enter_async_context(httpx.AsyncClient(limits=DEFAULT_LIMITS))
+            client = await stack.enter_async_context(mountsea.AsyncMountsea(key, base_url=url, http_client=http_client))
             return await _cheapest_block_async(lambda: client.producer.tasks.get("t"))
 
-    if front == "async-no-sniffio":
+    if front == "async-httpx-no-sniffio":
         sys.meta_path.insert(0, _NoSniffio)  # type: ignore[arg-type]
         sys.modules.pop("sniffio", None)
     return asyncio.run(main())
@@ -191,7 +196,7 @@ def _single_call_worker(front: str, url: str, key: str) -> float:
 def single_call_cpu(server: ServerProcess, *, workers: int = 3) -> SingleCallCPU:
     """CPU per sequential ``get()`` of each of `SINGLE_FRONTS`, each in fresh processes, interleaved.
 
-    Each worker times `SINGLE_BLOCKS` blocks of `SINGLE_CALLS` calls with ``time.thread_time``
+    Each worker times `SINGLE_BLOCKS` blocks of `SINGLE_CALLS` calls with ``time.process_time`` (every thread of the process)
     and keeps the cheapest block; the cheapest worker counts. The task never changes.
     """
     server.reset()

@@ -17,7 +17,8 @@ from urllib.parse import urljoin, urlsplit
 import httpcore
 import httpx
 
-from mountsea._response import Answer, Request, connection_error, redirect_error, timeout_error
+from mountsea._errors import APIError, APITimeoutError
+from mountsea._response import Answer, Request, request_error
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -52,17 +53,21 @@ class HttpcoreDriver:
                         headers = [(k, v) for k, v in headers if k.lower() != b"authorization"]
                     url = target
         except httpcore.ConnectTimeout as exc:
-            raise timeout_error(request, f"{type(exc).__name__}: {exc}", connecting=True) from exc
+            raise request_error(request, _detail(exc), kind=APITimeoutError, connecting=True) from exc
         except (httpcore.TimeoutException, TimeoutError) as exc:
-            raise timeout_error(request, f"{type(exc).__name__}: {exc}") from exc
+            raise request_error(request, _detail(exc), kind=APITimeoutError) from exc
         except httpcore.ConnectError as exc:
-            raise connection_error(request, f"{type(exc).__name__}: {exc}", connecting=True) from exc
+            raise request_error(request, _detail(exc), connecting=True) from exc
         except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol, OSError) as exc:
-            raise connection_error(request, f"{type(exc).__name__}: {exc}", connecting=False) from exc
-        raise redirect_error(request, f"more than {self._max_redirects} redirects")
+            raise request_error(request, _detail(exc)) from exc
+        raise request_error(request, f"more than {self._max_redirects} redirects", kind=APIError)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+
+def _detail(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:

@@ -111,35 +111,28 @@ def speed_rows(single: calls.SingleCallCPU, results: Results) -> list[Row]:
     share = results.share("aiohttp", 64)
     driver = results.best["aiohttp", 64]
     sync = results.share("sync-aiohttp", 64)
+    stand_in = results.best["sync-aiohttp", 64].how.startswith("stand-in")
     return [
         Row(
-            "Single call CPU: async `get()` (httpx) / sync `get()`",
+            "Single call CPU: async `get()` (default driver) / sync `get()`",
             f"{single.ratio('async'):.2f} ({single.us['async']:,.0f} vs {single.us['sync']:,.0f} µs)",
             f"<= {MAX_ASYNC_CPU}",
             verdict(single.ratio("async") <= MAX_ASYNC_CPU),
         ),
-        Row(
-            "Single call CPU: the same without sniffio / sync `get()`",
-            f"{single.ratio('async-no-sniffio'):.2f} ({single.us['async-no-sniffio']:,.0f} µs)",
-            "(reported)",
-            "-",
+        *(
+            Row(f"Single call CPU: {SINGLE_NAMES[front]} / sync `get()`", measured, "(reported)", "-")
+            for front in ("async-httpx", "async-httpx-no-sniffio", "aiohttp")
+            for measured in [f"{single.ratio(front):.2f} ({single.us[front]:,.0f} µs)"]
         ),
         Row(
-            "Single call CPU: aiohttp driver, `send` + `read_answer` / sync `get()`",
-            f"{single.ratio('aiohttp'):.2f} ({single.us['aiohttp']:,.0f} µs)",
-            "(reported)",
-            "-",
-        ),
-        Row(
-            "Throughput at concurrency 64: async, aiohttp driver / raw aiohttp loop",
-            f"{share:.2f} ({driver.rate:,.0f} vs {results.best[throughput.LIMIT, 64].rate:,.0f} requests/s)"
-            + ("; stand-in" if driver.how.startswith("stand-in") else ""),
+            "Throughput at concurrency 64: `AsyncMountsea(http_client=DefaultAioHttpClient())` / raw aiohttp loop",
+            f"{share:.2f} ({driver.rate:,.0f} vs {results.best[throughput.LIMIT, 64].rate:,.0f} requests/s)",
             f">= {MIN_DRIVER_SHARE}",
             verdict(share >= MIN_DRIVER_SHARE),
         ),
         Row(
-            "Throughput at concurrency 64: sync on an aiohttp loop thread (stand-in) / raw aiohttp loop",
-            f"{sync:.2f} ({results.best['sync-aiohttp', 64].rate:,.0f} requests/s; today's sync: "
+            "Throughput at concurrency 64: sync on aiohttp / raw aiohttp loop" + (" (stand-in)" if stand_in else ""),
+            f"{sync:.2f} ({results.best['sync-aiohttp', 64].rate:,.0f} requests/s; `Mountsea` today: "
             f"{results.share('sync', 64):.2f})",
             f">= {SYNC_SHARE} (worth building)",
             verdict(sync >= SYNC_SHARE),
@@ -375,18 +368,17 @@ included) per second measured; the highest of any run was {speed.max_server_core
 the server is not the bottleneck. Rows:
 
 - `sync`: `Mountsea.as_completed` (a thread per request in flight, httpx).
-- `sync-aiohttp`: what a sync batch on the fast driver could reach (a stand-in, not in the
-  facade): the `aiohttp` stand-in below on an event-loop thread, each Task handed to the
-  calling thread through a `queue.SimpleQueue`.
-- `async`: `AsyncMountsea.as_completed` on its own `httpx.AsyncClient`, HTTP/1.1.
-- `aiohttp`: `AsyncMountsea(http_client=DefaultAioHttpClient()).as_completed`; until
-  AsyncMountsea takes a driver, a stand-in (said in *driven by*): as many coroutines as the
-  concurrency, each calling `DefaultAioHttpClient.send` and `read_answer`, with no scheduler.
-- `http2`: `AsyncMountsea(http2=True)` over TLS, nginx offering h2 by ALPN; until that
-  argument exists, `AsyncMountsea(http_client=httpx.AsyncClient(http2=True))` (said in
-  *driven by*). One TLS connection carries every request.
+- `sync-aiohttp`: `Mountsea(http_client=DefaultAioHttpClient())` once the sync client takes
+  that driver; until then a stand-in (said in *driven by*): as many coroutines as the
+  concurrency on an event-loop thread, each calling `DefaultAioHttpClient.send` and
+  `read_answer` (no scheduler), each Task handed to the calling thread through a queue.
+- `async`: `AsyncMountsea.as_completed`, its default driver: an `httpx.Client` on worker threads.
+- `async-httpx`: `AsyncMountsea(http_client=httpx.AsyncClient())`, every request on the loop.
+- `aiohttp`: `AsyncMountsea(http_client=DefaultAioHttpClient()).as_completed`.
+- `http2`: `AsyncMountsea(http2=True).as_completed` over TLS, nginx offering h2 by ALPN (the CA
+  trusted through `SSL_CERT_FILE`): one TLS connection carries every request.
 - `httpcore`: a prototype driver on httpcore's pool without httpx's client layer
-  (`httpcore_driver.py`, not in the facade), driven like the aiohttp stand-in.
+  (`httpcore_driver.py`, not in the facade), alone: `send` and `read_answer`, no scheduler.
 - `bare-httpx`: coroutines on one `httpx.AsyncClient`, the body read but not parsed.
 - `raw-aiohttp`: the same on one `aiohttp.ClientSession`: the physical limit for Python here.
 
@@ -403,12 +395,12 @@ server used at most {speed.max_latency_server_cores:.2f} cores.
 ## Single call CPU
 
 Sequential `client.producer.tasks.get()` calls on a task whose status never changes, against
-FakeMountsea: `time.thread_time` over blocks of {calls.SINGLE_CALLS} calls ({calls.SINGLE_BLOCKS} blocks per
+FakeMountsea: `time.process_time` (every thread: the default async driver sends on workers) over blocks of {calls.SINGLE_CALLS} calls ({calls.SINGLE_BLOCKS} blocks per
 process, {single.workers} fresh processes per row, interleaved; the cheapest block counts).
-*Without sniffio* runs the async client with `import sniffio` failing as it does when the
-package is missing (after a search of `sys.path`): httpcore then retries that import in
-several places on every async request. The aiohttp row is `DefaultAioHttpClient.send` plus
-`read_answer` (what a get() does, minus the polling core) until AsyncMountsea takes a driver.
+Each async row is `AsyncMountsea(...).producer.tasks.get()` on the driver named. *Without
+sniffio* runs it with `import sniffio` failing as it does when the package is missing (after a
+search of `sys.path`): httpcore then retries that import in several places on every async
+request. The httpcore row is the prototype driver alone: `send` plus `read_answer`.
 {single_table(single)}
 
 ## What else is measured
@@ -442,16 +434,19 @@ several places on every async request. The aiohttp row is `DefaultAioHttpClient.
 """
 
 
+SINGLE_NAMES = {
+    "sync": "sync `get()`",
+    "async": "async `get()`, default driver (`httpx.Client` on threads)",
+    "async-httpx": "async `get()`, `httpx.AsyncClient`",
+    "async-httpx-no-sniffio": "async `get()`, `httpx.AsyncClient` without sniffio",
+    "aiohttp": "async `get()`, `DefaultAioHttpClient`",
+    "httpcore": "prototype httpcore driver (`httpcore_driver.py`): `send` + `read_answer`",
+}
+
+
 def single_table(single: calls.SingleCallCPU) -> str:
     """CPU per call of each front end, and its ratio to the sync client's."""
-    names = {
-        "sync": "sync `get()`",
-        "async": "async `get()`, httpx",
-        "async-no-sniffio": "async `get()`, httpx, without sniffio",
-        "aiohttp": "aiohttp driver: `send` + `read_answer`",
-        "httpcore": "prototype httpcore driver (`httpcore_driver.py`): `send` + `read_answer`",
-    }
-    rows = [(names[front], f"{us:,.0f} µs", f"{single.ratio(front):.2f}") for front, us in single.us.items()]
+    rows = [(SINGLE_NAMES[front], f"{us:,.0f} µs", f"{single.ratio(front):.2f}") for front, us in single.us.items()]
     return table(("call", "client CPU per call", "/ sync"), rows)
 
 

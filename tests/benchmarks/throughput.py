@@ -26,7 +26,7 @@ ROUNDS = 3
 LIMIT = "raw-aiohttp"  # the contender every other is compared with
 LATENCY_CONCURRENCY = 64
 LATENCY_TASKS = 1_280  # 20 round trips at concurrency 64: about 2 s at the bound
-LATENCY_CONTENDERS = ("sync", "async", "aiohttp", "raw-aiohttp")
+LATENCY_CONTENDERS = ("sync", "async", "async-httpx", "aiohttp", "raw-aiohttp")
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,15 @@ and ``how`` it was driven. ``SSL_CERT_FILE`` names the CA of an ``https://`` URL
 The contenders (`CONTENDERS`):
 
 * ``sync``: ``Mountsea.as_completed`` (threads + httpx);
-* ``sync-aiohttp``: what a sync batch on the fast driver could do: the ``aiohttp`` stand-in on
-  an event-loop thread, each Task handed to the calling thread through a queue;
-* ``async``: ``AsyncMountsea.as_completed`` (httpx, HTTP/1.1);
-* ``aiohttp``: ``AsyncMountsea(http_client=DefaultAioHttpClient()).as_completed`` once
-  AsyncMountsea takes a driver; until then a stand-in: CONCURRENCY coroutines calling
-  ``DefaultAioHttpClient.send`` and `read_answer` (no scheduler), said in ``how``;
-* ``http2``: ``AsyncMountsea(http2=True).as_completed`` over TLS once it exists; until then
-  ``AsyncMountsea(http_client=httpx.AsyncClient(http2=True))``, said in ``how``;
+* ``sync-aiohttp``: ``Mountsea(http_client=DefaultAioHttpClient()).as_completed`` once the sync
+  client takes that driver; until then a stand-in, said in ``how``: the driver alone (`drive`)
+  on an event-loop thread, each Task handed to the calling thread through a queue;
+* ``async``: ``AsyncMountsea.as_completed``, its default driver (``httpx.Client`` on worker threads);
+* ``async-httpx``: ``AsyncMountsea(http_client=httpx.AsyncClient()).as_completed`` (on the loop);
+* ``aiohttp``: ``AsyncMountsea(http_client=DefaultAioHttpClient()).as_completed``;
+* ``http2``: ``AsyncMountsea(http2=True).as_completed`` over TLS (one connection, many streams);
 * ``httpcore``: the prototype `httpcore_driver.HttpcoreDriver` (httpcore's pool without httpx's
-  client layer), driven like the ``aiohttp`` stand-in;
+  client layer), driven alone by `drive` (``send`` and `read_answer`, no scheduler);
 * ``bare-httpx``: CONCURRENCY coroutines on one ``httpx.AsyncClient``, body read, not parsed;
 * ``raw-aiohttp``: the same on one ``aiohttp.ClientSession``: the physical limit for Python here.
 """
@@ -40,10 +39,19 @@ from httpcore_driver import HttpcoreDriver
 
 import mountsea
 from mountsea._aiohttp import DefaultAioHttpClient
-from mountsea._generated import SERVICES
 from mountsea._response import Request, read_answer
 
-CONTENDERS = ("sync", "sync-aiohttp", "async", "aiohttp", "http2", "httpcore", "bare-httpx", "raw-aiohttp")
+CONTENDERS = (
+    "sync",
+    "sync-aiohttp",
+    "async",
+    "async-httpx",
+    "aiohttp",
+    "http2",
+    "httpcore",
+    "bare-httpx",
+    "raw-aiohttp",
+)
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=64)  # as AsyncMountsea's own
 
 
@@ -90,18 +98,17 @@ async def drive(
     meter: Meter,
     sink: Callable[[mountsea.Task], object] | None = None,
 ) -> None:
-    """A driver alone, as a stand-in for AsyncMountsea on it: `send` and `read_answer`, no scheduler.
+    """A driver alone: `send` and `read_answer`, no scheduler.
 
     With ``sink``, each measured Task goes there, and the caller stops the meter.
     """
     driver._bind(headers, 5)
     timeout = httpx.Timeout(30.0)
-    producer = SERVICES["producer"]
     measuring = False
 
     async def read(task_id: str) -> bool:
         answer = await driver.send(Request("producer", task_id, target + task_id, timeout, None))
-        task = read_answer(producer, task_id, answer.status_code, answer.headers, answer.content, time.time())
+        task = read_answer(mountsea.TaskRef("producer", task_id), answer, time.time())
         if sink is not None and measuring:
             sink(task)
         return task.succeeded
@@ -118,8 +125,17 @@ async def drive(
 
 
 def sync_on_a_loop_thread(url: str, key: str, tasks: int, concurrency: int, meter: Meter) -> None:
-    """The aiohttp stand-in on an event-loop thread, each Task handed to this thread as a sync batch would."""
-    meter.how = "stand-in: the aiohttp stand-in on an event-loop thread, Tasks handed over by a queue.SimpleQueue"
+    """``Mountsea`` on aiohttp if it takes the driver; else the driver alone on an event-loop thread."""
+    try:
+        client = mountsea.Mountsea(key, base_url=url, http_client=DefaultAioHttpClient())  # type: ignore[arg-type]
+    except mountsea.ConfigurationError:  # the sync client takes only an httpx.Client so far
+        pass
+    else:
+        meter.how = "Mountsea(http_client=DefaultAioHttpClient()).as_completed"
+        with client:
+            run_sync(client, tasks, concurrency, meter)
+        return
+    meter.how = "stand-in: DefaultAioHttpClient alone on an event-loop thread, Tasks handed over by a queue"
     results: queue.SimpleQueue[mountsea.Task] = queue.SimpleQueue()
     headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
     ids = (f"b{i}" for i in range(tasks))
@@ -135,22 +151,37 @@ def sync_on_a_loop_thread(url: str, key: str, tasks: int, concurrency: int, mete
     thread.join()
 
 
+def run_sync(client: mountsea.Mountsea, tasks: int, concurrency: int, meter: Meter) -> None:
+    """A warm-up batch, then the measured `as_completed`."""
+    client.wait_all(refs("w", 2 * concurrency), max_concurrency=concurrency)
+    meter.start()
+    for task in client.as_completed(refs("b", tasks), max_concurrency=concurrency):
+        meter.count += task.succeeded
+    meter.stop()
+
+
 async def run_async(contender: str, url: str, key: str, tasks: int, concurrency: int, meter: Meter) -> None:
     headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
     target = f"{url}/producer/tasks?taskId="
-    if contender in ("async", "http2"):
-        if contender == "async":
-            client = mountsea.AsyncMountsea(key, base_url=url)
-            meter.how = "AsyncMountsea.as_completed"
-        else:
-            try:
-                client = mountsea.AsyncMountsea(key, base_url=url, http2=True)  # type: ignore[call-arg]
-                meter.how = "AsyncMountsea(http2=True).as_completed"
-            except TypeError:
-                http = httpx.AsyncClient(http2=True, limits=LIMITS, follow_redirects=True)
-                client = mountsea.AsyncMountsea(key, base_url=url, http_client=http)
-                meter.how = "stand-in: AsyncMountsea(http_client=httpx.AsyncClient(http2=True)).as_completed"
-        async with client:
+    http = httpx.AsyncClient(limits=LIMITS)  # opens no connection unless `async-httpx` sends with it
+    clients: dict[str, tuple[str, Callable[[], mountsea.AsyncMountsea]]] = {
+        "async": ("AsyncMountsea.as_completed", lambda: mountsea.AsyncMountsea(key, base_url=url)),
+        "async-httpx": (
+            "AsyncMountsea(http_client=httpx.AsyncClient()).as_completed",
+            lambda: mountsea.AsyncMountsea(key, base_url=url, http_client=http),
+        ),
+        "aiohttp": (
+            "AsyncMountsea(http_client=DefaultAioHttpClient()).as_completed",
+            lambda: mountsea.AsyncMountsea(key, base_url=url, http_client=DefaultAioHttpClient()),
+        ),
+        "http2": (
+            "AsyncMountsea(http2=True).as_completed",
+            lambda: mountsea.AsyncMountsea(key, base_url=url, http2=True),
+        ),
+    }
+    if contender in clients:
+        meter.how, build = clients[contender]
+        async with http, build() as client:  # a passed-in client is left open by AsyncMountsea
             await client.wait_all(refs("w", 2 * concurrency), max_concurrency=concurrency)
             meter.start()
             async for task in client.as_completed(refs("b", tasks), max_concurrency=concurrency):
@@ -159,23 +190,6 @@ async def run_async(contender: str, url: str, key: str, tasks: int, concurrency:
         return
     ids = (f"b{i}" for i in range(tasks))
     warm = (f"w{i}" for i in range(2 * concurrency))
-    if contender == "aiohttp":
-        try:
-            client = mountsea.AsyncMountsea(key, base_url=url, http_client=DefaultAioHttpClient())  # type: ignore[arg-type]
-        except mountsea.ConfigurationError:  # AsyncMountsea does not take a driver yet
-            pass
-        else:
-            meter.how = "AsyncMountsea(http_client=DefaultAioHttpClient()).as_completed"
-            async with client:
-                await client.wait_all(refs("w", 2 * concurrency), max_concurrency=concurrency)
-                meter.start()
-                async for task in client.as_completed(refs("b", tasks), max_concurrency=concurrency):
-                    meter.count += task.succeeded
-                meter.stop()
-            return
-        meter.how = "stand-in: DefaultAioHttpClient.send + read_answer, no scheduler"
-        await drive(DefaultAioHttpClient(), target, headers, ids, warm, concurrency, meter)
-        return
     if contender == "httpcore":
         meter.how = "prototype HttpcoreDriver.send + read_answer, no scheduler"
         await drive(HttpcoreDriver(), target, headers, ids, warm, concurrency, meter)
@@ -218,11 +232,7 @@ def main(argv: list[str]) -> None:
     elif contender == "sync":
         meter.how = "Mountsea.as_completed"
         with mountsea.Mountsea(key, base_url=url) as client:
-            client.wait_all(refs("w", 2 * int(concurrency)), max_concurrency=int(concurrency))
-            meter.start()
-            for task in client.as_completed(refs("b", int(tasks)), max_concurrency=int(concurrency)):
-                meter.count += task.succeeded
-            meter.stop()
+            run_sync(client, int(tasks), int(concurrency), meter)
     else:
         asyncio.run(run_async(contender, url, key, int(tasks), int(concurrency), meter))
     print(json.dumps({"wall": meter.wall, "cpu": meter.cpu, "requests": meter.count, "how": meter.how}), flush=True)
