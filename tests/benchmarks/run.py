@@ -261,7 +261,7 @@ def throughput_table(results: Results) -> str:
                     f"{figure.cpu_us:,.0f} µs",
                     f"{results.share(contender, concurrency):.2f}",
                     f"{figure.server_cores:.2f}",
-                    figure.how,
+                    how(figure),
                 )
             )
     header = (
@@ -276,6 +276,14 @@ def throughput_table(results: Results) -> str:
     return table(header, rows)
 
 
+def how(figure: throughput.Figure) -> str:
+    """How a figure was driven, and the tasks its batch could not read, if any (in every round kept)."""
+    if not figure.errors:
+        return figure.how
+    first = figure.errors[0].replace("|", "/")
+    return f"{figure.how}; **{len(figure.errors)} task(s) not read**, first: {first[:160]}"
+
+
 def latency_table(results: Results) -> str:
     """The contenders against the 100 ms server: throughput over the latency bound."""
     bound = throughput.latency_bound()
@@ -285,7 +293,7 @@ def latency_table(results: Results) -> str:
             f"{figure.rate:,.0f}",
             f"{figure.rate / bound:.2f}",
             f"{figure.cpu_us:,.0f} µs",
-            figure.how,
+            how(figure),
         )
         for contender, figure in results.latency.items()
     ]

@@ -2,7 +2,8 @@
 
 Against nginx (`servers.Nginx`, never the bottleneck): every contender at each concurrency
 in `CONCURRENCIES`, `TASKS` tasks each completed on its first poll, `ROUNDS` rounds with
-the contenders interleaved (the order turns each round), the best round kept. Against the
+the contenders interleaved (the order turns each round), the best round kept (one without
+errors, if any). Against the
 latency server (`servers.LatencyServer`, 100 ms per answer): the contenders that make sense
 over a long wire, at concurrency 64, compared with the latency bound ``concurrency / 0.1 s``.
 """
@@ -40,6 +41,7 @@ class Figure:
     cpu: float  # client CPU seconds
     server_cores: float  # server CPU seconds over the worker's whole life, per second measured
     how: str
+    errors: list[str]  # the tasks the client's batch could not read (a BatchError), one message each
 
     @property
     def rate(self) -> float:
@@ -85,11 +87,11 @@ def run_one(server: Nginx | LatencyServer, contender: str, concurrency: int, tas
         msg = f"throughput worker {contender} at {concurrency} failed: {done.stderr[-2000:]}"
         raise RuntimeError(msg)
     out = json.loads(done.stdout)
-    if out["requests"] != tasks:
+    if out["requests"] + len(out["errors"]) != tasks:
         msg = f"throughput worker {contender}: {out['requests']} of {tasks} tasks read"
         raise RuntimeError(msg)
     cores = (server.cpu_seconds() - before) / out["wall"]
-    return Figure(contender, concurrency, tasks, out["wall"], out["cpu"], cores, out["how"])
+    return Figure(contender, concurrency, out["requests"], out["wall"], out["cpu"], cores, out["how"], out["errors"])
 
 
 def measure(progress: bool = True) -> Results:
@@ -108,7 +110,7 @@ def measure(progress: bool = True) -> Results:
                     figure = run_one(nginx, contender, concurrency, TASKS)
                     server_cores = max(server_cores, figure.server_cores)
                     kept = best.get((contender, concurrency))
-                    if kept is None or figure.rate > kept.rate:
+                    if kept is None or (not figure.errors, figure.rate) > (not kept.errors, kept.rate):
                         best[contender, concurrency] = figure
     latency: dict[str, Figure] = {}
     latency_cores = 0.0
@@ -119,7 +121,8 @@ def measure(progress: bool = True) -> Results:
                     print(f"latency round {round_ + 1}/2: {contender}...", file=sys.stderr)
                 figure = run_one(slow, contender, LATENCY_CONCURRENCY, LATENCY_TASKS)
                 latency_cores = max(latency_cores, figure.server_cores)
-                if contender not in latency or figure.rate > latency[contender].rate:
+                kept = latency.get(contender)
+                if kept is None or (not figure.errors, figure.rate) > (not kept.errors, kept.rate):
                     latency[contender] = figure
     return Results(best, latency, server_cores, latency_cores)
 

@@ -5,7 +5,7 @@
 CONCURRENCY requests in flight, after a warm-up over ``2 * CONCURRENCY`` others (which opens
 the connections and imports what a first request needs). It prints one JSON line: the
 ``wall`` and ``cpu`` seconds of the measured part, the ``requests`` that got a completed task,
-and ``how`` it was driven. ``SSL_CERT_FILE`` names the CA of an ``https://`` URL.
+``how`` it was driven, and the ``errors`` of the tasks a client's batch could not read. ``SSL_CERT_FILE`` names the CA of an ``https://`` URL.
 
 The contenders (`CONTENDERS`):
 
@@ -66,6 +66,7 @@ class Meter:
         self.wall = self.cpu = 0.0
         self.count = 0
         self.how = ""
+        self.errors: list[str] = []  # one per task a client's batch could not read (its BatchError)
 
     def start(self) -> None:
         self.cpu, self.wall = time.process_time(), time.monotonic()
@@ -155,8 +156,11 @@ def run_sync(client: mountsea.Mountsea, tasks: int, concurrency: int, meter: Met
     """A warm-up batch, then the measured `as_completed`."""
     client.wait_all(refs("w", 2 * concurrency), max_concurrency=concurrency)
     meter.start()
-    for task in client.as_completed(refs("b", tasks), max_concurrency=concurrency):
-        meter.count += task.succeeded
+    try:
+        for task in client.as_completed(refs("b", tasks), max_concurrency=concurrency):
+            meter.count += task.succeeded
+    except mountsea.BatchError as exc:  # reported with the figure, not a crash of the benchmark
+        meter.errors = [str(error) for error in exc.errors.values()]
     meter.stop()
 
 
@@ -184,8 +188,11 @@ async def run_async(contender: str, url: str, key: str, tasks: int, concurrency:
         async with http, build() as client:  # a passed-in client is left open by AsyncMountsea
             await client.wait_all(refs("w", 2 * concurrency), max_concurrency=concurrency)
             meter.start()
-            async for task in client.as_completed(refs("b", tasks), max_concurrency=concurrency):
-                meter.count += task.succeeded
+            try:
+                async for task in client.as_completed(refs("b", tasks), max_concurrency=concurrency):
+                    meter.count += task.succeeded
+            except mountsea.BatchError as exc:  # reported with the figure, not a crash of the benchmark
+                meter.errors = [str(error) for error in exc.errors.values()]
             meter.stop()
         return
     ids = (f"b{i}" for i in range(tasks))
@@ -235,7 +242,8 @@ def main(argv: list[str]) -> None:
             run_sync(client, int(tasks), int(concurrency), meter)
     else:
         asyncio.run(run_async(contender, url, key, int(tasks), int(concurrency), meter))
-    print(json.dumps({"wall": meter.wall, "cpu": meter.cpu, "requests": meter.count, "how": meter.how}), flush=True)
+    out = {"wall": meter.wall, "cpu": meter.cpu, "requests": meter.count, "how": meter.how, "errors": meter.errors}
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
