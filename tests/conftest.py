@@ -19,9 +19,9 @@ def front(request: pytest.FixtureRequest) -> Front:
     return Front(request.param)
 
 
-@pytest.fixture(params=["sync", "async", "aiohttp"])
+@pytest.fixture(params=["sync", "sync-aiohttp", "async", "aiohttp"])
 def any_front(request: pytest.FixtureRequest) -> Front:
-    """Real-socket tests run through every driver: threads + httpx, asyncio + httpx, asyncio + aiohttp."""
+    """Real-socket tests run through every driver: httpx on threads or aiohttp on a loop, from either client."""
     return Front(request.param)
 
 

@@ -17,7 +17,7 @@ def make_task(
 
 
 class Front:
-    """Runs the same call through `Mountsea`, `AsyncMountsea`, or `AsyncMountsea` on the aiohttp driver.
+    """Runs the same call through `Mountsea` or `AsyncMountsea`, on their default driver or on aiohttp.
 
     ``front.run(lambda client: client.producer.tasks.get("t-1"), api_key=...)`` returns the
     call's result either way: for the async front end the lambda returns a coroutine,
@@ -26,20 +26,21 @@ class Front:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
+        self.is_sync = kind.startswith("sync")  # "sync" or "sync-aiohttp"
 
     def __repr__(self) -> str:
         return self.kind
 
     def client(self, **kwargs: Any) -> mountsea.Mountsea | mountsea.AsyncMountsea:
-        if self.kind == "sync":
-            return mountsea.Mountsea(**kwargs)
-        if self.kind == "aiohttp":
+        if self.kind.endswith("aiohttp"):
             kwargs.setdefault("http_client", mountsea.DefaultAioHttpClient())
-        return mountsea.AsyncMountsea(**kwargs)
+        return mountsea.Mountsea(**kwargs) if self.is_sync else mountsea.AsyncMountsea(**kwargs)
 
     def run(self, call: Callable[[Any], Any], **kwargs: Any) -> Any:
-        if self.kind == "sync":
-            with mountsea.Mountsea(**kwargs) as client:
+        if self.is_sync:
+            client = self.client(**kwargs)
+            assert isinstance(client, mountsea.Mountsea)
+            with client:
                 return call(client)
 
         async def main() -> Any:

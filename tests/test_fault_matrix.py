@@ -77,9 +77,13 @@ def unread(cls: type[BaseException], requests: int) -> Outcome:
     return Outcome(mountsea.BatchError, requests, inner=cls)
 
 
+_FUTURE_DATES: list[int] = []  # the Unix times `_future_date` named, newest last
+
+
 def _future_date() -> Fault:
     """A 429 whose Retry-After is an HTTP date 0.3 to 1.3 s ahead (dates count whole seconds)."""
-    return Fault.status(429, retry_after=email.utils.formatdate(math.ceil(time.time() + 0.3), usegmt=True))
+    _FUTURE_DATES.append(math.ceil(time.time() + 0.3))
+    return Fault.status(429, retry_after=email.utils.formatdate(_FUTURE_DATES[-1], usegmt=True))
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class Row:
     client: dict[str, Any] = field(default_factory=dict)  # extra Mountsea(...) arguments
     deadline: float = DEADLINE
     min_gap: float = 0.0  # seconds the client must wait between the first two requests
+    after_date: bool = False  # the second request must come after the Retry-After date
     cli: bool = False  # also run through the command line
     refused: bool = False  # no server at all: nothing listens on the port
 
@@ -144,7 +149,7 @@ ROWS = [
     # 429 with each form of Retry-After.
     once("429-retry-after-0", Fault.status(429, retry_after="0"), cli=True),
     once("429-retry-after-seconds", Fault.status(429, retry_after="0.3"), min_gap=0.3),
-    once("429-retry-after-http-date", _future_date, min_gap=0.25),  # made as injected: ~ms before it is served
+    once("429-retry-after-http-date", _future_date, after_date=True),
     once("429-retry-after-past-http-date", Fault.status(429, retry_after="Wed, 21 Oct 2015 07:28:00 GMT")),
     once("429-retry-after-ms", Fault.status(429, headers={"retry-after-ms": "300"}), min_gap=0.3),
     once("429-retry-after-garbage", Fault.status(429, retry_after="soon, maybe")),
@@ -206,7 +211,7 @@ def entry_point(front: Front, entry: str, row: Row) -> Callable[[Any], Any]:
         return lambda c: c.producer.tasks.get("t")
     if entry == "wait":
         return lambda c: c.producer.tasks.wait("t", timeout=row.deadline, poll=FAST)
-    if front.kind == "sync":
+    if front.is_sync:
         return lambda c: list(c.as_completed([REF], timeout=row.deadline, poll=FAST))
 
     async def collect(c: mountsea.AsyncMountsea) -> list[mountsea.Task]:
@@ -253,6 +258,9 @@ def test_fault_matrix(front: Front, server: FakeMountsea, row: Row, entry: str) 
     if row.min_gap:
         first, second = server.requests[:2]
         assert second.time - first.time >= row.min_gap
+    if row.after_date:  # against the date itself: how long after the injection it is served does not matter
+        second_at = server.requests[1].time + (time.time() - time.monotonic())
+        assert second_at >= _FUTURE_DATES[-1] - 0.05, f"{_FUTURE_DATES[-1] - second_at:.2f} s before the date"
 
 
 def test_the_matrix_covers_every_fault_kind() -> None:

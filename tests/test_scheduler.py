@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import mountsea
-from mountsea._polling import PollPolicy
+from mountsea._retry import PollPolicy
 from mountsea._scheduler import Call, ClientState, Scheduler, Tracked
 from tests.helpers import make_task
 

@@ -229,7 +229,7 @@ def test_redirect_loops_end_without_retries(front: Front, mountsea_server: FakeM
 def _batch(front: Front, server: FakeMountsea, method: str, refs: list[Any], **kwargs: Any) -> list[mountsea.Task]:
     if method == "wait_all":
         return _run(front, server, lambda c: c.wait_all(refs, **kwargs))  # type: ignore[no-any-return]
-    if front.kind == "sync":
+    if front.is_sync:
         return _run(front, server, lambda c: list(c.as_completed(refs, **kwargs)))  # type: ignore[no-any-return]
 
     async def collect(c: mountsea.AsyncMountsea) -> list[mountsea.Task]:
@@ -354,7 +354,7 @@ def test_as_completed_forgets_each_task_once_yielded(front: Front, mountsea_serv
         gc.collect()
         alive.append(sum(ref() is not None for ref in seen[:-1]))
 
-    if front.kind == "sync":
+    if front.is_sync:
         _run(front, mountsea_server, lambda c: [drop(t) for t in c.as_completed(refs, poll=FAST, max_concurrency=1)])
     else:
 

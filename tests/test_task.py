@@ -9,8 +9,7 @@ import attrs
 import pytest
 
 import mountsea
-from mountsea._generated import SERVICES
-from mountsea._task import parse_task, validate_task_id
+from mountsea._task import SERVICES, parse_task, validate_task_id
 
 SERVICE_NAMES = sorted(SERVICES)
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _errors
+from ._aiohttp import DefaultAioHttpClient as DefaultAioHttpClient
 from ._client import Mountsea as Mountsea
 from ._errors import *  # noqa: F403  (every exception class: their list is _errors.__all__)
-from ._polling import PollPolicy as PollPolicy
+from ._retry import PollPolicy as PollPolicy
 from ._task import TERMINAL_STATUSES as TERMINAL_STATUSES
 from ._task import Task as Task
 from ._task import TaskRef as TaskRef
 from ._task import TaskStatus as TaskStatus
 
 if TYPE_CHECKING:  # imported on first use: asyncio alone costs as much as the rest of mountsea
-    from ._aiohttp import DefaultAioHttpClient as DefaultAioHttpClient
     from ._async_client import AsyncMountsea as AsyncMountsea
 
 __all__ = [
@@ -44,14 +44,12 @@ del _name, _value
 
 
 def __getattr__(name: str) -> Any:
-    if name in {"AsyncMountsea", "DefaultAioHttpClient"}:
-        from ._aiohttp import DefaultAioHttpClient
+    if name == "AsyncMountsea":
         from ._async_client import AsyncMountsea
 
-        for value in (AsyncMountsea, DefaultAioHttpClient):
-            value.__module__ = __name__
-            globals()[value.__name__] = value  # once: later lookups do not come here
-        return globals()[name]
+        AsyncMountsea.__module__ = __name__
+        globals()[name] = AsyncMountsea  # once: later lookups do not come here
+        return AsyncMountsea
     # Served lazily from the installed metadata: no version string to keep in sync.
     if name == "__version__":
         from importlib.metadata import version

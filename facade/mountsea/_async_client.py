@@ -12,10 +12,10 @@ from typing import Any, Self
 import httpx
 
 from ._aiohttp import DefaultAioHttpClient
-from ._base import MAX_REDIRECTS, BaseClient, OnUpdate, check_http_client, httpx_client
+from ._base import BaseClient, OnUpdate, check_http_client, httpx_client
 from ._client import HttpxOnThreads, Outcome
-from ._errors import APIError
-from ._response import Answer, Request, answer_of, timeout_error, transport_error
+from ._errors import APIError, APITimeoutError
+from ._response import Answer, Request, answer_of, request_error, transport_error
 from ._scheduler import Scheduler, Tracked
 from ._task import Task
 
@@ -58,9 +58,7 @@ class AsyncMountsea(
         await self.aclose()
 
     def _open(self, http_client: httpx.AsyncClient | DefaultAioHttpClient | None, http2: bool) -> None:
-        if isinstance(http_client, DefaultAioHttpClient):
-            http_client._bind(self._headers, MAX_REDIRECTS)
-        else:
+        if not isinstance(http_client, DefaultAioHttpClient):
             check_http_client(http_client, httpx.AsyncClient)
         self._http = http_client
         self._threads = None  # the default: a sync httpx client on worker threads (see `_client`)
@@ -74,7 +72,7 @@ class AsyncMountsea(
             async with asyncio.timeout(request.budget):
                 return await self._exchange(request)
         except TimeoutError:  # asyncio.timeout's: the drivers turn their own into APIErrors
-            return timeout_error(request, "no complete answer before the deadline")
+            return request_error(request, "no complete answer before the deadline", kind=APITimeoutError)
 
     async def _exchange(self, request: Request) -> Answer | APIError:
         if self._threads is not None:

@@ -1,20 +1,16 @@
 """What every client shares: configuration, the public methods, and the seam to its driver.
 
-The public API (``client.producer.tasks.get/wait/as_completed/wait_all``,
-``client.as_completed``, ``client.wait_all``) is written once, here. Every call becomes
-a `Scheduler` (the pure core in `_scheduler.py`), which a *driver* runs. A driver is a
-`BaseClient` subclass that provides only the I/O:
+The public API is written once, here. Every call becomes a `Scheduler` (the pure core),
+which a *driver*, a `BaseClient` subclass, runs; a driver provides only the I/O:
 
-* ``_open(http_client, http2)``: check or build its HTTP client (no I/O yet);
-* ``_send(request)``: send one `Request`, return the `Answer` or, for a failure with
-  no answer, the `APIError` its one translation boundary makes of it;
-* ``_stream(scheduler, on_update)``, ``_one(...)``, ``_collect(...)``: run the
-  scheduler's loop (plan, send, wait for answers, `_record` each) with its clock
-  and its way of waiting (threads, asyncio), as a stream, a single Task or a list;
+* ``_open(http_client, http2)``: check or build what it sends with (no I/O yet);
+* ``_stream``, ``_one``, ``_collect`` (scheduler, on_update): the scheduler's loop (plan,
+  send each `Request`, wait for each `Answer` or the `APIError` of a failure with no
+  answer, `_record` it) with its clock and its way of waiting, as a stream, a Task or a list;
 * closing (``close()`` or ``aclose()``).
 
-`Mountsea` (threads + ``httpx.Client``) and `AsyncMountsea` (asyncio +
-``httpx.AsyncClient`` or `DefaultAioHttpClient`) are the drivers.
+`Mountsea` (threads) and `AsyncMountsea` (asyncio) are the drivers; each sends with httpx
+or with a `DefaultAioHttpClient`.
 """
 
 from __future__ import annotations
@@ -31,12 +27,12 @@ from typing import Any, Final, Generic, NoReturn, TypeVar
 
 import httpx
 
+from ._aiohttp import DefaultAioHttpClient
 from ._errors import APIError, ConfigurationError
-from ._generated import SERVICES, Service
-from ._polling import DEFAULT_POLL_POLICY, PollPolicy
 from ._response import Answer, Request, read_answer
+from ._retry import DEFAULT_POLL_POLICY, PollPolicy
 from ._scheduler import Call, ClientState, Scheduler, Tracked
-from ._task import Task, TaskRef
+from ._task import SERVICES, Service, Task, TaskRef
 
 __all__ = ["BaseClient", "ServiceClient", "Tasks", "check_http_client", "httpx_client"]
 
@@ -123,17 +119,16 @@ def _base_url(base_url: object) -> str:
         reason = str(exc) if userinfo is None else "details withheld: it holds credentials"
         msg = f"base_url {shown} is not a valid URL ({reason})"
         raise ConfigurationError(msg) from None
-    if url.scheme not in {"http", "https"} or not url.host or any(ch.isspace() for ch in raw):
-        msg = f"base_url must be an absolute http:// or https:// URL, such as {DEFAULT_BASE_URL!r}, not {shown}"
-        raise ConfigurationError(msg)
-    if port is not None and not 0 < port < 65536:
-        msg = f"base_url {shown} has a port out of range (1-65535)"
-        raise ConfigurationError(msg)
-    if url.userinfo:
-        msg = "base_url must not hold credentials (user:password@); pass the API key as api_key"
-        raise ConfigurationError(msg)
-    if url.query or url.fragment:
-        msg = "base_url must not have a query or a fragment"
+    problems = {
+        f"must be an absolute http:// or https:// URL, such as {DEFAULT_BASE_URL!r}, not {shown}": (
+            url.scheme not in {"http", "https"} or not url.host or any(ch.isspace() for ch in raw)
+        ),
+        f"{shown} has a port out of range (1-65535)": port is not None and not 0 < port < 65536,
+        "must not hold credentials (user:password@); pass the API key as api_key": bool(url.userinfo),
+        "must not have a query or a fragment": bool(url.query or url.fragment),
+    }
+    for problem in (problem for problem, found in problems.items() if found):
+        msg = f"base_url {problem}"
         raise ConfigurationError(msg)
     return str(url).rstrip("/")
 
@@ -193,6 +188,8 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
         _configure_logging()
         if not isinstance(http2, bool):  # pragma: no cover - typed as bool: a caller's mistake
             _reject("http2", http2, "True or False")
+        if isinstance(http_client, DefaultAioHttpClient):  # either driver may send with it
+            http_client._bind(self._headers, MAX_REDIRECTS)
         self._open(http_client, http2)
         self.producer: ServiceClient[OneT, AllT, StreamT] = ServiceClient(self, SERVICES["producer"])
         self.xai: ServiceClient[OneT, AllT, StreamT] = ServiceClient(self, SERVICES["xai"])

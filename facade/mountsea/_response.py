@@ -5,7 +5,6 @@ Nothing the generated code, ``json`` or httpx raises gets past this module untra
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -16,11 +15,10 @@ import attrs
 import httpx
 
 from ._errors import APIConnectionError, APIError, APITimeoutError, ResponseValidationError, status_error
-from ._generated import SERVICES
 from ._retry import parse_retry_after
-from ._task import Task, TaskRef, parse_task
+from ._task import SERVICES, Task, TaskRef, parse_task
 
-__all__ = ["Answer", "Request", "answer_of", "read_answer", "request_error", "timeout_error", "transport_error"]
+__all__ = ["Answer", "Request", "answer_of", "read_answer", "request_error", "transport_error"]
 
 
 @attrs.frozen
@@ -64,9 +62,6 @@ def request_error(
     if isinstance(error, APIConnectionError):
         error.connecting = connecting
     return error
-
-
-timeout_error: Final = functools.partial(request_error, kind=APITimeoutError)
 
 
 _EXCERPT = 200  # characters of a body quoted in an error message

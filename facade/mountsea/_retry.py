@@ -1,4 +1,4 @@
-"""Which failures are retried, and how long to wait before trying again."""
+"""When to ask again: `PollPolicy` for a task not done yet; backoff and ``Retry-After`` after a failure."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import datetime
 import email.utils
 import math
 import random
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import attrs
 
 from ._errors import APIConnectionError, APIError, APIStatusError
 
-__all__ = ["MAX_RETRY_AFTER", "is_retryable", "parse_retry_after", "retry_delay"]
+__all__ = ["DEFAULT_POLL_POLICY", "MAX_RETRY_AFTER", "PollPolicy", "is_retryable", "parse_retry_after", "retry_delay"]
 
 # Backoff after a transient failure: 0.5 s, 1 s, 2 s, ... up to 8 s (openai-python's numbers).
 INITIAL_RETRY_DELAY: Final = 0.5
@@ -67,3 +69,51 @@ def retry_delay(failures: int, retry_after: float | None, rng: random.Random) ->
         return min(retry_after, MAX_RETRY_AFTER)
     exponent = min(max(failures - 1, 0), 32)  # past 2**32 the cap has long applied
     return min(MAX_RETRY_DELAY, INITIAL_RETRY_DELAY * 2.0**exponent) * (1 - 0.25 * rng.random())
+
+
+def _check(fits: Callable[[float], bool], what: str) -> Callable[[Any, attrs.Attribute[float], float], None]:
+    def check(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+        if not (math.isfinite(value) and fits(value)):
+            msg = f"PollPolicy.{attribute.name} must be a finite number {what}, not {value!r}"
+            raise ValueError(msg)
+
+    return check
+
+
+@attrs.frozen
+class PollPolicy:
+    """How often `wait()` asks for a task, in seconds.
+
+    The n-th pause (from 0) is ``min(maximum, initial * multiplier ** n) * (1 - jitter * U)``
+    with ``U`` uniform in [0, 1). The defaults follow the API docs: music takes 30-120 s
+    and the docs advise polling every 3-5 s, so start at 1.5 s (short tasks finish
+    early), grow by half each time, and settle at 5 s: 1.5, 2.25, 3.4, 5, 5, ...
+    A 10 % downward jitter keeps many waiting clients from polling in lockstep.
+    """
+
+    initial: float = attrs.field(default=1.5, converter=float, validator=_check(lambda v: v > 0, "> 0"))
+    maximum: float = attrs.field(default=5.0, converter=float, validator=_check(lambda v: v > 0, "> 0"))
+    multiplier: float = attrs.field(default=1.5, converter=float, validator=_check(lambda v: v >= 1, ">= 1"))
+    jitter: float = attrs.field(default=0.1, converter=float, validator=_check(lambda v: 0 <= v < 1, "in [0, 1)"))
+
+    @maximum.validator
+    def _at_least_initial(self, _: attrs.Attribute[float], value: float) -> None:
+        if value < self.initial:
+            msg = f"PollPolicy.maximum ({value!r}) must be >= initial ({self.initial!r})"
+            raise ValueError(msg)
+
+    @classmethod
+    def fixed(cls, interval: float) -> PollPolicy:
+        """Poll every ``interval`` seconds, without growth or jitter."""
+        return cls(initial=interval, maximum=interval, multiplier=1.0, jitter=0.0)
+
+    def delay(self, polls: int, rng: random.Random) -> float:
+        """The pause after the ``polls``-th answer (``polls`` counts from 1)."""
+        try:
+            base = min(self.maximum, self.initial * self.multiplier ** max(polls - 1, 0))
+        except OverflowError:  # the maximum has long applied
+            base = self.maximum
+        return base * (1 - self.jitter * rng.random()) if self.jitter else base
+
+
+DEFAULT_POLL_POLICY: Final = PollPolicy()

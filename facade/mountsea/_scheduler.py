@@ -1,25 +1,11 @@
 """The core: every decision of `get`, `wait`, `as_completed` and `wait_all`, pure.
 
-No I/O, no clock, no logging here. A call is a batch, and `get()` and `wait()` are
-batches of one. A driver (see `_base.py`) loops::
-
-    while True:
-        plan = scheduler.plan(now())  # raises the call's error once it cannot succeed
-        hand out plan.ready
-        if plan.done: stop
-        send each (tracked, budget) in plan.send, without waiting for it
-        wait up to plan.wait seconds (None: until an answer) and feed each outcome
-        to scheduler.record(tracked, outcome, now(), headers)
-
-What it decides:
-
-* when each task is polled next: a heap of next-request times, so a sleeping task
-  costs a heap entry, not a thread or a coroutine;
-* at most ``max_concurrency`` requests in flight;
-* retries: how long to back off, and when a failure ends the call;
-* one pause per service: a 429, or a 503 with ``Retry-After``, pauses every task of
-  that service, not just the task that got it;
-* one deadline for the whole call, with one last poll just before it.
+No I/O, no clock, no logging: a call is a batch (`get()` and `wait()` are batches of
+one) that a driver runs as `_base.py` says. It decides when each task is polled next
+(a heap of next-request times: a sleeping task costs a heap entry, not a thread),
+keeps at most ``max_concurrency`` requests in flight, backs off and decides when a
+failure ends the call, pauses every task of a service after a 429 (or a 5xx with
+``Retry-After``), and keeps one deadline for the whole call, with a last poll before it.
 """
 
 from __future__ import annotations
@@ -46,8 +32,7 @@ from ._errors import (
     TaskFailedError,
     WaitTimeoutError,
 )
-from ._polling import PollPolicy
-from ._retry import is_retryable, retry_delay
+from ._retry import PollPolicy, is_retryable, retry_delay
 from ._task import Task, TaskRef, TaskStatus
 
 __all__ = ["Call", "ClientState", "Plan", "Scheduler", "Tracked"]

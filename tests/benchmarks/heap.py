@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mountsea
-from mountsea._generated import SERVICES
-from mountsea._polling import PollPolicy
+from mountsea._retry import PollPolicy
 from mountsea._scheduler import Call, ClientState, Scheduler
-from mountsea._task import parse_task
+from mountsea._task import SERVICES, parse_task
 
 CONCURRENCY = 64
 
