@@ -21,9 +21,12 @@ import aiohttp
 import httpx
 import pytest
 import trustme
+import yarl
+from aiohttp.client_reqrep import ConnectionKey
+from multidict import CIMultiDict, CIMultiDictProxy
 
 import mountsea
-from mountsea._aiohttp import DefaultAioHttpClient
+from mountsea._aiohttp import DefaultAioHttpClient, _translate
 from mountsea._response import Answer, Request
 from mountsea.testing import FakeMountsea, Fault
 
@@ -328,6 +331,56 @@ async def test_the_key_is_never_logged(server: FakeMountsea, caplog: pytest.LogC
         server.inject(Fault.trickle(0.05))
         await failure(driver, request(server.url, budget=0.2))
     assert all(KEY not in record.getMessage() for record in caplog.records)
+
+
+KEY_ = ConnectionKey("api.mountsea.test", 443, True, True, None, None, None, None)
+ORIGIN = request("https://api.mountsea.test")
+# What aiohttp attaches to a response error: the request's headers, the key among them.
+INFO = aiohttp.RequestInfo(yarl.URL(ORIGIN.url), "GET", CIMultiDictProxy(CIMultiDict(HEADERS)), yarl.URL(ORIGIN.url))
+
+
+@pytest.mark.parametrize(
+    ("exc", "cls", "connecting"),
+    [
+        (
+            aiohttp.ClientConnectorDNSError(KEY_, OSError(-2, "Name or service not known")),
+            mountsea.APIConnectionError,
+            True,
+        ),
+        (aiohttp.ClientConnectorError(KEY_, ConnectionRefusedError(111, "refused")), mountsea.APIConnectionError, True),
+        (
+            aiohttp.ClientConnectorCertificateError(KEY_, ssl.SSLCertVerificationError()),
+            mountsea.APIConnectionError,
+            True,
+        ),
+        (aiohttp.ClientConnectorSSLError(KEY_, ssl.SSLError()), mountsea.APIConnectionError, True),
+        (aiohttp.ConnectionTimeoutError("Connection timeout"), mountsea.APITimeoutError, True),
+        (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), mountsea.APITimeoutError, False),
+        (aiohttp.ServerTimeoutError("timeout"), mountsea.APITimeoutError, False),
+        (TimeoutError(), mountsea.APITimeoutError, False),  # aiohttp's `total`
+        (aiohttp.ServerDisconnectedError(), mountsea.APIConnectionError, False),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), mountsea.APIConnectionError, False),
+        (aiohttp.ClientConnectionResetError("Cannot write to closing transport"), mountsea.APIConnectionError, False),
+        (aiohttp.ClientPayloadError("Response payload is not completed"), mountsea.APIConnectionError, False),
+        (
+            aiohttp.ClientResponseError(INFO, (), status=400, message="Invalid header value"),
+            mountsea.APIConnectionError,
+            False,
+        ),
+        (aiohttp.InvalidUrlRedirectClientError("http://[::1", "bad"), mountsea.APIConnectionError, False),
+        (aiohttp.NonHttpUrlRedirectClientError("ftp://x"), mountsea.APIConnectionError, False),
+        (ConnectionResetError(104, "reset"), mountsea.APIConnectionError, False),
+        (aiohttp.TooManyRedirects(INFO, (None,) * 6), mountsea.APIError, False),  # 6 responses: 5 redirects followed
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else None,
+)
+def test_every_aiohttp_failure_has_its_error(exc: Exception, cls: type[mountsea.APIError], connecting: bool) -> None:
+    error = _translate(ORIGIN, exc)
+    assert type(error) is cls
+    assert getattr(error, "connecting", False) is connecting
+    assert (error.service, error.task_id) == ("producer", "t")
+    assert "api.mountsea.test:443" in str(error)
+    assert KEY not in str(error)
 
 
 async def test_without_the_extra_construction_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

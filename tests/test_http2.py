@@ -2,8 +2,8 @@
 
 `H2Server` is a small TLS server on the ``h2`` package that offers ``h2`` and ``http/1.1`` by
 ALPN, records which one each connection chose, and answers every GET with a TaskResultDto.
-The client under test trusts its certificate (from ``trustme``) through ``SSL_CERT_FILE``,
-which httpx 0.28 reads when it builds a client's SSL context (``trust_env=True``).
+`Mountsea(http2=True)` and `AsyncMountsea(http2=True)` trust its certificate (from ``trustme``)
+through ``SSL_CERT_FILE``, which httpx 0.28 reads when it builds a client's SSL context.
 """
 
 from __future__ import annotations
@@ -13,37 +13,30 @@ import json
 import ssl
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import h2.config
 import h2.connection
 import h2.events
-import httpx
 import pytest
 import trustme
 
+import mountsea
 from mountsea.testing import FakeMountsea
 
 KEY = "sk-http2-0123456789"
 
 
 def get_statuses(front: str, base_url: str, task_ids: list[str], *, http2: bool = True) -> list[str]:
-    """The status of each task, read through one client of `front` (sync: from threads; async: gathered).
-
-    The one place that builds clients: `Mountsea(http2=...)` / `AsyncMountsea(http2=...)` slot in here.
-    """
-    headers = {"Authorization": f"Bearer {KEY}", "Accept": "application/json"}
-    urls = [f"{base_url}/producer/tasks?taskId={task_id}" for task_id in task_ids]
+    """The final status of each task, from one ``wait_all`` of a `front` client built with ``http2``."""
     if front == "sync":
-        with httpx.Client(http2=http2, headers=headers) as client, ThreadPoolExecutor(4) as pool:
-            return [r.json()["status"] for r in pool.map(lambda url: client.get(url).raise_for_status(), urls)]
+        with mountsea.Mountsea(KEY, base_url=base_url, http2=http2, max_retries=0) as client:
+            return [task.status for task in client.producer.tasks.wait_all(task_ids, poll=0.01)]
 
     async def main() -> list[str]:
-        async with httpx.AsyncClient(http2=http2, headers=headers) as client:
-            answers = await asyncio.gather(*(client.get(url) for url in urls))
-        return [r.raise_for_status().json()["status"] for r in answers]
+        async with mountsea.AsyncMountsea(KEY, base_url=base_url, http2=http2, max_retries=0) as client:
+            return [task.status for task in await client.producer.tasks.wait_all(task_ids, poll=0.01)]
 
     return asyncio.run(main())
 
@@ -176,10 +169,10 @@ def test_without_http2_the_same_server_speaks_http11(front: str, server: H2Serve
 @pytest.mark.parametrize("front", ["sync", "async"])
 def test_http2_falls_back_to_http11_on_a_plain_http11_server(front: str) -> None:
     with FakeMountsea(api_key=KEY) as fake:
-        fake.add_task("producer", "p", ["processing"])
+        fake.add_task("producer", "p", ["processing", "completed"])
         fake.add_task("producer", "q", ["completed"])
-        assert get_statuses(front, fake.url, ["p", "q"]) == ["processing", "completed"]
-        assert sorted(r.task_id or "" for r in fake.requests) == ["p", "q"]
+        assert get_statuses(front, fake.url, ["p", "q"]) == ["completed", "completed"]
+        assert sorted(r.task_id or "" for r in fake.requests) == ["p", "p", "q"]
 
 
 @pytest.mark.parametrize("front", ["sync", "async"])
@@ -188,6 +181,7 @@ def test_the_test_certificate_is_trusted_only_through_ssl_cert_file(
 ) -> None:
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(mountsea.APIConnectionError, match="CERTIFICATE_VERIFY_FAILED") as caught:
         get_statuses(front, server.url, ["t"])
+    assert caught.value.connecting
     assert server.requests == []

@@ -1,15 +1,23 @@
-"""The per-call overhead and import time benchmarks."""
+"""The per-call overhead, single-call CPU and import time benchmarks.
+
+``python calls.py FRONT URL API_KEY`` is the single-call CPU worker (see `single_call_cpu`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import importlib.machinery
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from fakeserver import ServerProcess
@@ -94,6 +102,119 @@ def per_call_overhead(server: ServerProcess, *, rounds: int = 15, seconds: float
     )
 
 
+SINGLE_FRONTS = ("sync", "async", "async-httpx", "async-httpx-no-sniffio", "aiohttp", "httpcore")
+SINGLE_BLOCKS = 7  # timed blocks per worker; the cheapest counts
+SINGLE_CALLS = 300  # calls per block
+
+
+@dataclass(frozen=True)
+class SingleCallCPU:
+    """Client CPU of one ``get()`` after another, microseconds, per front end (the cheapest of each)."""
+
+    us: dict[str, float]
+    workers: int  # fresh processes per front end, interleaved
+
+    def ratio(self, front: str) -> float:
+        """``front``'s CPU per call over the sync client's."""
+        return self.us[front] / self.us["sync"]
+
+
+class _NoSniffio:
+    """Makes ``import sniffio`` fail as it does when it is not installed: after a walk of sys.path."""
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
+        if name == "sniffio":
+            importlib.machinery.PathFinder.find_spec("sniffio_is_not_installed")  # the search a missing module costs
+            msg = "No module named 'sniffio'"
+            raise ModuleNotFoundError(msg, name="sniffio")
+
+
+def _cheapest_block(call: Callable[[], object]) -> float:
+    for _ in range(100):
+        call()  # warm up: connections, caches
+    blocks = []
+    for _ in range(SINGLE_BLOCKS):
+        started = time.process_time()
+        for _ in range(SINGLE_CALLS):
+            call()
+        blocks.append((time.process_time() - started) / SINGLE_CALLS * 1e6)
+    return min(blocks)
+
+
+async def _cheapest_block_async(call: Callable[[], Awaitable[object]]) -> float:
+    for _ in range(100):
+        await call()
+    blocks = []
+    for _ in range(SINGLE_BLOCKS):
+        started = time.process_time()  # every thread: the loop and the workers the default driver sends on
+        for _ in range(SINGLE_CALLS):
+            await call()
+        blocks.append((time.process_time() - started) / SINGLE_CALLS * 1e6)
+    return min(blocks)
+
+
+def _single_call_worker(front: str, url: str, key: str) -> float:
+    """CPU per call of one front end, in this (fresh) process."""
+    if front == "sync":
+        with mountsea.Mountsea(key, base_url=url) as client:
+            return _cheapest_block(lambda: client.producer.tasks.get("t"))
+
+    async def main() -> float:
+        if front == "httpcore":  # the prototype driver alone: send + read_answer
+            from httpcore_driver import HttpcoreDriver
+
+            from mountsea._response import Request, read_answer
+
+            driver = HttpcoreDriver()
+            driver._bind({"Authorization": f"Bearer {key}", "Accept": "application/json"}, MAX_REDIRECTS)
+            request = Request("producer", "t", f"{url}/producer/tasks?taskId=t", httpx.Timeout(DEFAULT_TIMEOUT), None)
+            ref = mountsea.TaskRef("producer", "t")
+
+            async def get() -> object:
+                return read_answer(ref, await driver.send(request), 0.0)
+
+            try:
+                return await _cheapest_block_async(get)
+            finally:
+                await driver.aclose()
+        async with contextlib.AsyncExitStack() as stack:
+            http_client: httpx.AsyncClient | mountsea.DefaultAioHttpClient | None = None
+            if front == "aiohttp":
+                http_client = mountsea.DefaultAioHttpClient()
+            elif front.startswith("async-httpx"):  # left open by AsyncMountsea: closed here
+                http_client = await stack.enter_async_context(httpx.AsyncClient(limits=DEFAULT_LIMITS))
+            client = await stack.enter_async_context(mountsea.AsyncMountsea(key, base_url=url, http_client=http_client))
+            return await _cheapest_block_async(lambda: client.producer.tasks.get("t"))
+
+    if front == "async-httpx-no-sniffio":
+        sys.meta_path.insert(0, _NoSniffio)  # type: ignore[arg-type]
+        sys.modules.pop("sniffio", None)
+    return asyncio.run(main())
+
+
+def single_call_cpu(server: ServerProcess, *, workers: int = 3) -> SingleCallCPU:
+    """CPU per sequential ``get()`` of each of `SINGLE_FRONTS`, each in fresh processes, interleaved.
+
+    Each worker times `SINGLE_BLOCKS` blocks of `SINGLE_CALLS` calls with ``time.process_time`` (every thread of the process)
+    and keeps the cheapest block; the cheapest worker counts. The task never changes.
+    """
+    server.reset()
+    server.add([("producer", "t", ["processing"], None)])
+    seen: dict[str, list[float]] = {front: [] for front in SINGLE_FRONTS}
+    for i in range(workers):
+        for front in SINGLE_FRONTS[::-1] if i % 2 else SINGLE_FRONTS:
+            done = subprocess.run(
+                [sys.executable, __file__, front, server.url, server.api_key],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=300,
+            )
+            seen[front].append(json.loads(done.stdout)["us"])
+    return SingleCallCPU({front: min(values) for front, values in seen.items()}, workers)
+
+
 def _cumulative_ms(module: str, env: dict[str, str]) -> dict[str, float]:
     """Cumulative ``-X importtime`` of each module ``import module`` loads, in a fresh interpreter, ms."""
     done = subprocess.run(
@@ -141,3 +262,7 @@ def import_times(*, runs: int = 9) -> ImportTimes:
         statistics.median(asyncio_part),
         runs,
     )
+
+
+if __name__ == "__main__":
+    print(json.dumps({"us": _single_call_worker(*sys.argv[1:4])}))
