@@ -6,6 +6,7 @@ aiohttp is imported when the driver is built, never by ``import mountsea``.
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ __all__ = ["DefaultAioHttpClient"]
 
 
 class DefaultAioHttpClient:
-    """Run every request of an `AsyncMountsea` on aiohttp: ``AsyncMountsea(http_client=DefaultAioHttpClient())``.
+    """Run every request of a client on aiohttp: ``AsyncMountsea(http_client=DefaultAioHttpClient())`` (or `Mountsea`).
 
     ``limit`` caps the open connections. Proxies, ``.netrc`` and ``SSL_CERT_FILE`` are not
     read from the environment (aiohttp's ``trust_env=False``); certificates are checked
@@ -32,15 +33,12 @@ class DefaultAioHttpClient:
         except ImportError as exc:
             msg = "DefaultAioHttpClient needs aiohttp: pip install 'mountsea[aiohttp]'"
             raise RuntimeError(msg) from exc
-        self._limit = limit
-        self._headers: Mapping[str, str] = {}
-        self._max_redirects = 0
+        self._limit, self._max_redirects, self._headers = limit, 0, typing.cast(Mapping[str, str], {})
         self._session: aiohttp.ClientSession | None = None
 
     def _bind(self, headers: Mapping[str, str], max_redirects: int) -> None:
         """Take the client's headers and redirect limit (no I/O: the session is made on first use)."""
-        self._headers = headers
-        self._max_redirects = max_redirects
+        self._headers, self._max_redirects = headers, max_redirects
 
     async def send(self, request: Request) -> Answer | APIError:
         """GET ``request.url``: the answer, or the `APIError` for a transport failure."""

@@ -6,16 +6,15 @@ import asyncio
 import concurrent.futures
 import time
 from collections.abc import AsyncIterator, Coroutine
-from functools import partial
 from typing import Any, Self
 
 import httpx
 
 from ._aiohttp import DefaultAioHttpClient
-from ._base import BaseClient, OnUpdate
+from ._base import BaseClient, OnUpdate, new_httpx
 from ._client import HttpxOnThreads, Outcome
-from ._errors import APIError, APITimeoutError
-from ._response import Answer, Request, answer_of, request_error, transport_error
+from ._errors import APITimeoutError
+from ._response import AsyncHttpxSender, Request, request_error
 from ._scheduler import Scheduler, Tracked
 from ._task import Task
 
@@ -46,8 +45,8 @@ class AsyncMountsea(
         """Close the HTTP connections, unless an ``httpx.AsyncClient`` was passed in."""
         if self._threads is not None:
             self._threads.close()
-        elif isinstance(self._http, DefaultAioHttpClient):
-            await self._http.aclose()
+        elif self._sender is not None:
+            await self._sender.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -56,11 +55,15 @@ class AsyncMountsea(
         await self.aclose()
 
     def _open(self, http_client: httpx.AsyncClient | DefaultAioHttpClient | None, http2: bool) -> None:
-        self._http = http_client
+        self._sender: AsyncHttpxSender | DefaultAioHttpClient | None = http_client  # type: ignore[assignment]
+        if isinstance(http_client, httpx.AsyncClient):
+            self._sender = AsyncHttpxSender(http_client, self._headers, owned=False)
+        elif http2 and http_client is None:
+            self._sender = AsyncHttpxSender(new_httpx(httpx.AsyncClient, self._headers, http2=True), None, owned=True)
         # The default: a sync httpx client on worker threads (see `_client`).
-        self._threads = HttpxOnThreads(None, self._headers, http2) if http_client is None else None
+        self._threads = HttpxOnThreads(None, self._headers) if self._sender is None else None
 
-    async def _send(self, request: Request) -> Answer | APIError:
+    async def _send(self, request: Request) -> Outcome:
         try:
             # httpx's timeouts apply to each read: a server trickling its answer would outlast
             # them. The budget bounds the request as a whole.
@@ -69,22 +72,14 @@ class AsyncMountsea(
         except TimeoutError:  # asyncio.timeout's: the drivers turn their own into APIErrors
             return request_error(request, "no complete answer before the deadline", kind=APITimeoutError)
 
-    async def _exchange(self, request: Request) -> Answer | APIError:
+    async def _exchange(self, request: Request) -> Outcome:
         if self._threads is not None:
-            answered: concurrent.futures.Future[Answer | APIError] = concurrent.futures.Future()
+            answered: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
             answered.set_running_or_notify_cancel()  # not cancellable: an answer given up on is dropped
-            self._threads.submit(request, partial(_settle, answered))
+            self._threads.submit(request, answered.set_result)
             return await asyncio.wrap_future(answered)
-        if isinstance(self._http, DefaultAioHttpClient):
-            return await self._http.send(request)
-        assert self._http is not None
-        try:
-            response = await self._http.get(
-                request.url, headers=self._headers, timeout=request.timeout, follow_redirects=True
-            )
-        except httpx.HTTPError as exc:
-            return transport_error(exc, request)
-        return answer_of(response)
+        assert self._sender is not None
+        return await self._sender.send(request)
 
     async def _one(self, scheduler: Scheduler, on_update: OnUpdate) -> Task:
         return await anext(self._stream(scheduler, on_update))
@@ -95,7 +90,7 @@ class AsyncMountsea(
         return scheduler.results()
 
     async def _stream(self, scheduler: Scheduler, on_update: OnUpdate) -> AsyncIterator[Task]:
-        running: dict[asyncio.Future[Answer | APIError], Tracked] = {}
+        running: dict[asyncio.Future[Outcome], Tracked] = {}
         try:
             while True:
                 plan = scheduler.plan(time.monotonic())
@@ -121,10 +116,3 @@ class AsyncMountsea(
                 future.cancel()
             if running:  # let the cancelled requests unwind before the generator ends
                 await asyncio.wait(running)
-
-
-def _settle(answered: concurrent.futures.Future[Answer | APIError], outcome: Outcome) -> None:
-    if isinstance(outcome, Answer | APIError):
-        answered.set_result(outcome)
-    else:
-        answered.set_exception(outcome)  # a bug in a worker surfaces in the caller's task

@@ -50,7 +50,8 @@ logger: Final = logging.getLogger("mountsea")
 OneT = TypeVar("OneT")  # what get() and wait() return: a Task, or an awaitable of one
 AllT = TypeVar("AllT")  # what wait_all() returns: a list of Tasks, or an awaitable of one
 StreamT = TypeVar("StreamT")  # what as_completed() returns: an iterator or an async iterator
-HttpT = TypeVar("HttpT")  # the HTTP clients the driver accepts
+HttpT = TypeVar("HttpT")
+HttpxT = TypeVar("HttpxT", httpx.Client, httpx.AsyncClient)  # the HTTP clients the driver accepts
 OnUpdate = Callable[[Task], object] | None
 
 
@@ -137,11 +138,19 @@ def _poll_policy(poll: PollPolicy | float | None) -> PollPolicy:
     _reject("poll", poll, "a PollPolicy, a number of seconds or None")
 
 
-class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
-    """Configuration, the public methods, and what a driver must provide (see the module docstring).
+def new_httpx(kind: type[HttpxT], headers: httpx.Headers, *, http2: bool = False) -> HttpxT:
+    """An httpx client as the drivers build their own (``http2`` needs the ``h2`` package)."""
+    try:
+        return kind(headers=headers, max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS, http2=http2)
+    except ImportError:
+        msg = "http2=True needs the h2 package: pip install 'mountsea[http2]'"
+        raise ConfigurationError(msg) from None
 
-    One client may serve many calls at once (threads, or tasks on one event loop):
-    what it learns across calls lives in one `ClientState`.
+
+class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
+    """Configuration and the public methods; a driver adds the I/O (see the module docstring).
+
+    Calls may run at once (threads, or tasks on one loop): what they learn is in one `ClientState`.
     """
 
     def __init__(
@@ -257,12 +266,16 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
             )
         return Request(ref.service, ref.id, url, timeout, budget)
 
-    def _record(self, scheduler: Scheduler, tracked: Tracked, outcome: Answer | APIError, on_update: OnUpdate) -> None:
+    def _record(
+        self, scheduler: Scheduler, tracked: Tracked, outcome: Answer | BaseException, on_update: OnUpdate
+    ) -> None:
         """Hand an outcome to the core, then log what it asks and report a status change."""
         headers: Mapping[str, str] | None = None
         if isinstance(outcome, APIError):
             logger.debug("GET %s failed: %s", tracked.ref.label, outcome)
             result: Task | APIError = outcome
+        elif isinstance(outcome, BaseException):
+            raise outcome  # a bug in a worker thread surfaces in the caller's
         else:
             headers = outcome.headers
             if logger.isEnabledFor(logging.DEBUG):

@@ -1,7 +1,4 @@
-"""`Mountsea`, the synchronous driver, and its I/O: `httpx.Client` requests, on worker threads when needed.
-
-The threads also serve `AsyncMountsea` by default (encode/httpx#3215: see its docstring).
-"""
+"""`Mountsea`, the sync driver, and its senders: httpx on worker threads (`AsyncMountsea`'s default too), or a loop."""
 
 from __future__ import annotations
 
@@ -19,9 +16,9 @@ from typing import TYPE_CHECKING, Final, Self
 import httpx
 
 from ._aiohttp import DefaultAioHttpClient
-from ._base import DEFAULT_LIMITS, MAX_REDIRECTS, BaseClient, OnUpdate
-from ._errors import APIError, ConfigurationError
-from ._response import Answer, Request, answer_of, transport_error
+from ._base import BaseClient, OnUpdate, new_httpx
+from ._errors import APIError
+from ._response import Answer, AsyncHttpxSender, Request, answer_of, transport_error
 from ._scheduler import Scheduler, Tracked
 from ._task import Task
 
@@ -35,19 +32,15 @@ if TYPE_CHECKING:
 
 
 class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client | DefaultAioHttpClient]):
-    """The synchronous Mountsea client.
+    """The synchronous Mountsea client; use it as a context manager, or call `close()`.
 
-    ``api_key`` defaults to ``$MOUNTSEA_API_KEY`` and ``base_url`` to ``$MOUNTSEA_BASE_URL``,
-    then ``https://api.mountsea.ai``. ``timeout`` bounds each request (seconds);
-    ``max_retries`` is how often `get()` retries a transient failure. A passed-in
-    ``httpx.Client`` is used as is and left open by `close()`; a `DefaultAioHttpClient` (extra
-    ``mountsea[aiohttp]``) sends every request from one event-loop thread on aiohttp, the
-    fastest for batches, and is closed by `close()`. ``http2=True`` (extra
-    ``mountsea[http2]``) speaks HTTP/2 where the server offers it.
-
-    A batch's requests, and a ``wait()``'s when it has a deadline, run on the client's worker
-    threads (so that a deadline holds however slowly a server answers); `close()`, or the
-    client's garbage collection, ends them. Use it as a context manager, or call `close()`.
+    ``api_key`` defaults to ``$MOUNTSEA_API_KEY``, ``base_url`` to ``$MOUNTSEA_BASE_URL`` then
+    ``https://api.mountsea.ai``; ``timeout`` bounds each request (s); ``max_retries`` is how often
+    `get()` retries a transient failure. A passed-in ``httpx.Client`` is used as is and left open;
+    a `DefaultAioHttpClient` (extra ``mountsea[aiohttp]``) sends from one event-loop thread, the
+    fastest for batches. ``http2=True`` (extra ``mountsea[http2]``) speaks HTTP/2 where offered.
+    A batch's requests, and a ``wait()``'s with a deadline, run on worker threads, so that the
+    deadline holds however slowly a server answers; `close()` or garbage collection ends them.
     """
 
     _httpx_kind = httpx.Client
@@ -64,9 +57,13 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client | Defau
 
     def _open(self, http_client: httpx.Client | DefaultAioHttpClient | None, http2: bool) -> None:
         if isinstance(http_client, DefaultAioHttpClient):
-            self._io: HttpxOnThreads | AioHttpOnLoop = AioHttpOnLoop(http_client)
+            self._io: HttpxOnThreads | OnLoop = OnLoop(http_client)
+        elif http2 and http_client is None:  # see AsyncHttpxSender: one connection, on one loop
+            self._io = OnLoop(
+                AsyncHttpxSender(new_httpx(httpx.AsyncClient, self._headers, http2=True), None, owned=True)
+            )
         else:
-            self._io = HttpxOnThreads(http_client, self._headers, http2)
+            self._io = HttpxOnThreads(http_client, self._headers)
 
     def _one(self, scheduler: Scheduler, on_update: OnUpdate) -> Task:
         return next(iter(self._stream(scheduler, on_update)))
@@ -93,13 +90,14 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client | Defau
                 if not plan.send:
                     time.sleep(plan.wait or 0.0)
                 continue
-            try:  # one answer, then plan again
-                tracked, outcome = replies.get(timeout=plan.wait)
+            try:  # every answer that came (all, before the next plan), waiting up to plan.wait for one
+                answers = [replies.get(timeout=plan.wait)]
             except queue.Empty:
                 continue
-            if not isinstance(outcome, Answer | APIError):
-                raise outcome  # a bug in a worker surfaces in the caller's thread
-            self._record(scheduler, tracked, outcome, on_update)
+            while not replies.empty():
+                answers.append(replies.get_nowait())
+            for tracked, outcome in answers:
+                self._record(scheduler, tracked, outcome, on_update)
 
 
 def _put(replies: queue.SimpleQueue[_Reply], tracked: Tracked, outcome: Outcome) -> None:
@@ -109,15 +107,9 @@ def _put(replies: queue.SimpleQueue[_Reply], tracked: Tracked, outcome: Outcome)
 class HttpxOnThreads:
     """An ``httpx.Client`` (``http``, or one built with ``headers``) and the worker threads that send with it."""
 
-    def __init__(self, http: httpx.Client | None, headers: httpx.Headers, http2: bool) -> None:
+    def __init__(self, http: httpx.Client | None, headers: httpx.Headers) -> None:
         self._owned, self._headers = http is None, None if http is None else headers  # sent per request if passed in
-        if http is None:
-            try:
-                http = httpx.Client(headers=headers, max_redirects=MAX_REDIRECTS, limits=DEFAULT_LIMITS, http2=http2)
-            except ImportError:
-                msg = "http2=True needs the h2 package: pip install 'mountsea[http2]'"
-                raise ConfigurationError(msg) from None
-        self.http = http
+        self.http = http or new_httpx(httpx.Client, headers)
         self._workers = _Workers()  # started by the first request sent on a thread
         weakref.finalize(self, self._workers.shutdown)  # a client never closed still ends them
 
@@ -139,15 +131,15 @@ class HttpxOnThreads:
             self.http.close()
 
 
-class AioHttpOnLoop:
-    """A `DefaultAioHttpClient` run on an event loop of its own thread, for the sync client."""
+class OnLoop:
+    """An async sender (`DefaultAioHttpClient`, `AsyncHttpxSender`) on an event loop of its own thread."""
 
-    def __init__(self, driver: DefaultAioHttpClient) -> None:
+    def __init__(self, driver: DefaultAioHttpClient | AsyncHttpxSender) -> None:
         import asyncio  # here: `import mountsea` does not load asyncio
 
         self._driver, self._loop = driver, asyncio.new_event_loop()
         self._run = partial(asyncio.run_coroutine_threadsafe, loop=self._loop)
-        threading.Thread(target=_run_until_stopped, args=(self._loop,), name="mountsea-aiohttp", daemon=True).start()
+        threading.Thread(target=_run_until_stopped, args=(self._loop,), name="mountsea-loop", daemon=True).start()
         self._stop = weakref.finalize(self, _stop, self._loop)  # a client never closed still stops it
 
     def send(self, request: Request) -> Answer | APIError:
@@ -180,11 +172,8 @@ _Job = tuple[Callable[[Outcome], object], Callable[[], Answer | APIError]]
 
 
 class _Workers:
-    """A client's request threads, shared by its calls; `shutdown` ends them.
-
-    A thread starts only when no worker is idle, so there are never more threads than
-    requests in flight at once; between batches they wait for the next one rather than
-    being started anew. Each outcome goes to the ``reply`` its job came with.
+    """A client's request threads, shared by its calls; `shutdown` ends them. A thread starts only
+    when none is idle: never more threads than requests in flight, none started anew per batch.
 
     Not a ThreadPoolExecutor: its threads hold up interpreter exit until their requests
     end, so Ctrl-C during a batch would hang for up to a request timeout; and one queue

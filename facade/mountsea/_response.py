@@ -18,7 +18,7 @@ from ._errors import APIConnectionError, APIError, APITimeoutError, ResponseVali
 from ._retry import parse_retry_after
 from ._task import SERVICES, Task, TaskRef, parse_task
 
-__all__ = ["Answer", "Request", "answer_of", "read_answer", "request_error", "transport_error"]
+__all__ = ["Answer", "AsyncHttpxSender", "Request", "answer_of", "read_answer", "request_error", "transport_error"]
 
 
 @attrs.frozen
@@ -165,6 +165,27 @@ def transport_error(exc: httpx.HTTPError, request: Request) -> APIError:
     )
     error.__cause__ = exc
     return error
+
+
+class AsyncHttpxSender:
+    """Requests on an ``httpx.AsyncClient``: the user's, or ours with ``http2=True`` (on a loop for
+    both clients: httpcore's sync HTTP/2 connection must not be shared between threads)."""
+
+    def __init__(self, http: httpx.AsyncClient, headers: httpx.Headers | None, *, owned: bool) -> None:
+        self.http, self._headers, self._owned = http, headers, owned
+
+    async def send(self, request: Request) -> Answer | APIError:
+        try:
+            response = await self.http.get(
+                request.url, headers=self._headers, timeout=request.timeout, follow_redirects=True
+            )
+        except httpx.HTTPError as exc:
+            return transport_error(exc, request)
+        return answer_of(response)
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self.http.aclose()
 
 
 def answer_of(response: httpx.Response) -> Answer:

@@ -252,11 +252,6 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
     if hasattr(values["result"], "to_dict"):
         values["result"] = values["result"].to_dict()
     status = typing.cast(TaskStatus, TaskStatus._value2member_map_.get(raw_status, TaskStatus.UNKNOWN))
-    # A batch keeps the last Task of every unfinished task: share the strings it can
-    # (the status's own, the id asked for) rather than keep a fresh copy per answer.
-    raw_status = status.value if status is not TaskStatus.UNKNOWN else raw_status
-    if values["id"] == task_id:
-        values["id"] = task_id
     try:
         values["created_at"], values["finished_at"] = _aware(values["created_at"]), _aware(values["finished_at"])
         # Everything the answer holds beyond the documented fields, as sent: unknown
