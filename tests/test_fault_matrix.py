@@ -58,10 +58,11 @@ class Outcome:
     inner: type[BaseException] | None = None
 
 
-@pytest.fixture
-def front(any_front: Front) -> Front:
-    """Every test here runs over real sockets through each driver."""
-    return any_front
+@pytest.fixture(params=["sync", "async", "aiohttp"])
+def front(request: pytest.FixtureRequest) -> Front:
+    """Every fault over real sockets through each driver of httpx and aiohttp (the sync client's aiohttp
+    sender runs the same driver code from a loop thread; test_sockets covers it)."""
+    return Front(request.param)
 
 
 def ok(requests: int) -> Outcome:

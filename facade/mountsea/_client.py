@@ -9,7 +9,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Final, Self
 
@@ -66,14 +66,16 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client | Defau
             self._io = HttpxOnThreads(http_client, self._headers)
 
     def _one(self, scheduler: Scheduler, on_update: OnUpdate) -> Task:
-        return next(iter(self._stream(scheduler, on_update)))
+        # Closed here, not left to the GC, which may finalise it deep in some recursion.
+        with contextlib.closing(self._stream(scheduler, on_update)) as stream:
+            return next(stream)
 
     def _collect(self, scheduler: Scheduler, on_update: OnUpdate) -> list[Task]:
         for _ in self._stream(scheduler, on_update):
             pass
         return scheduler.results()
 
-    def _stream(self, scheduler: Scheduler, on_update: OnUpdate) -> Iterator[Task]:
+    def _stream(self, scheduler: Scheduler, on_update: OnUpdate) -> Generator[Task, None, None]:
         replies: queue.SimpleQueue[_Reply] = queue.SimpleQueue()  # this call's answers
         while True:
             plan = scheduler.plan(time.monotonic())
