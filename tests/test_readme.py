@@ -64,7 +64,8 @@ def test_python_blocks_run(code: str, readme_server: FakeMountsea) -> None:
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
     assert out.getvalue().strip(), "each example prints what it shows"
-    assert readme_server.request_count() > 0
+    if "FakeMountsea()" not in code:  # an example that starts a fake server of its own talks to that one
+        assert readme_server.request_count() > 0
     printed = iter(out.getvalue().splitlines())
     for shown in SHOWN.findall(code):  # in the order the block prints them
         assert shown in printed, f"the README says {shown!r}; the code printed {out.getvalue()!r}"
