@@ -537,3 +537,21 @@ def test_a_surrogate_in_a_record_keeps_the_output_file_valid(server: FakeMountse
     done = _cli(server, "wait", "xai", "s", "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_bytes())["result"] == {"t": "\ud800"}
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "what"),
+    [
+        ("--timeout", "-1", "a number of seconds >= 0"),
+        ("--timeout", "soon", "a number of seconds >= 0"),
+        ("--poll", "0", "a number of seconds > 0"),
+        ("--poll", "nan", "a number of seconds > 0"),
+        ("--max-concurrency", "0", "a whole number >= 1"),
+        ("--max-concurrency", "1.5", "a whole number >= 1"),
+    ],
+)
+def test_bad_numbers_are_said_in_the_command_lines_words(option: str, value: str, what: str) -> None:
+    done = _cli(None, "wait", "producer", "t", option, value, MOUNTSEA_API_KEY=KEY)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"mountsea: error: argument {option}: must be {what}, not '{value}'")
+    assert "None" not in done.stderr  # the library's words ("... or None") stay out of it

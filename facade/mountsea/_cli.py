@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -112,16 +113,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     wait.add_argument(
         "--timeout",
-        type=float,
+        type=_number(float, 0, "a number of seconds >= 0"),
         default=None,
         metavar="S",
         help="one deadline for all tasks, in seconds (default: none, wait until every task is done)",
     )
     wait.add_argument(
-        "--poll", type=float, default=None, metavar="S", help="poll every S seconds (default: 1.5 s growing to 5 s)"
+        "--poll",
+        type=_number(float, 1e-9, "a number of seconds > 0"),
+        default=None,
+        metavar="S",
+        help="poll every S seconds (default: 1.5 s growing to 5 s)",
     )
     wait.add_argument(
-        "--max-concurrency", type=int, default=16, metavar="N", help="requests in flight at once (default 16)"
+        "--max-concurrency",
+        type=_number(int, 1, "a whole number >= 1"),
+        default=16,
+        metavar="N",
+        help="requests in flight at once (default 16)",
     )
     wait.add_argument("--json", action="store_true", help="print one JSON object per finished task")
     wait.add_argument(
@@ -134,6 +143,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     wait.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
     return parser
+
+
+def _number(kind: type[float] | type[int], low: float, what: str) -> Any:
+    """An argparse type: a finite ``kind`` >= ``low``, or an error in the command line's words."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value < math.inf:
+            msg = f"must be {what}, not {text!r}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
 
 
 def _read_refs(lines: Iterator[str], origin: str) -> Iterator[mountsea.TaskRef]:
