@@ -467,3 +467,28 @@ def test_a_deadline_centuries_away_is_accepted(front: Front, mountsea_server: Fa
 
     result = _run(front, mountsea_server, call)
     assert (result if method == "wait" else result[0]).succeeded
+
+
+def test_a_zero_timeout_wait_sends_one_request(front: Front, mountsea_server: FakeMountsea) -> None:
+    mountsea_server.add_task("producer", "done", ["completed"])
+    mountsea_server.add_task("producer", "busy", ["processing"])
+    assert _run(front, mountsea_server, lambda c: c.producer.tasks.wait("done", timeout=0)).succeeded
+    with pytest.raises(mountsea.WaitTimeoutError) as caught:
+        _run(front, mountsea_server, lambda c: c.producer.tasks.wait("busy", timeout=0))
+    assert caught.value.task is not None
+    assert caught.value.task.raw_status == "processing"  # the Task it read, carried by the error
+    assert mountsea_server.request_count() == 2
+
+
+@pytest.mark.parametrize("method", ["as_completed", "wait_all"])
+def test_a_zero_timeout_batch_polls_each_task_once(front: Front, mountsea_server: FakeMountsea, method: str) -> None:
+    mountsea_server.add_task("producer", "done", ["completed"])
+    mountsea_server.add_task("xai", "busy", ["processing"])
+    refs = [mountsea.TaskRef("producer", "done"), mountsea.TaskRef("xai", "busy")]
+    with pytest.raises(mountsea.WaitTimeoutError) as caught:
+        _batch(front, mountsea_server, method, refs, timeout=0, max_concurrency=1)  # one round, in two waves
+    [pending] = caught.value.pending
+    assert isinstance(pending, mountsea.Task)
+    assert (pending.id, pending.raw_status) == ("busy", "processing")
+    assert [task.id for task in caught.value.finished] == (["done"] if method == "wait_all" else [])
+    assert mountsea_server.request_count() == 2
