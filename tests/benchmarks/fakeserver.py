@@ -54,7 +54,31 @@ def serve() -> None:
             print(json.dumps(answer), flush=True)
 
 
-class ServerProcess:
+def reap(proc: subprocess.Popen[Any]) -> None:
+    """Wait for ``proc`` to end; kill it if it lingers past 5 s."""
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Closing:
+    """``with`` support for a benchmark server: leaving the block calls ``close()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class ServerProcess(Closing):
     """The parent's side: start the child, send it commands, and always stop it."""
 
     def __init__(self) -> None:
@@ -115,20 +139,8 @@ class ServerProcess:
         """Close the child's stdin (it stops its server and exits); kill it if it lingers."""
         with contextlib.suppress(OSError):  # a dead child's pipe may fail to flush
             self._stdin.close()
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        reap(self._proc)
         self._stdout.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 if __name__ == "__main__":

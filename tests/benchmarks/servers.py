@@ -20,8 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
+
+from fakeserver import Closing, reap
 
 LATENCY = 0.1  # seconds the latency server waits before each answer
 BODY = (
@@ -96,7 +96,7 @@ def _wait_for(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
     raise RuntimeError(msg)
 
 
-class _Process:
+class _Process(Closing):
     proc: subprocess.Popen[bytes]
 
     @property
@@ -111,19 +111,7 @@ class _Process:
     def close(self) -> None:
         """Stop the server."""
         self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        reap(self.proc)
 
 
 class Nginx(_Process):
