@@ -30,6 +30,7 @@ import httpx
 
 from ._aiohttp import DefaultAioHttpClient
 from ._errors import APIError, ConfigurationError
+from ._pacing import Pacer
 from ._response import Answer, Request, read_answer
 from ._retry import DEFAULT_POLL_POLICY, PollPolicy
 from ._scheduler import Call, ClientState, Scheduler, Tracked
@@ -162,15 +163,17 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
         max_retries: int = 2,
         http_client: HttpT | None = None,
         http2: bool = False,
+        max_rate: float | None = None,
     ) -> None:
         self.max_retries = _count("max_retries", max_retries, 0)
+        self.max_rate = _number("max_rate", max_rate, strict=True)
         if not isinstance(timeout, httpx.Timeout):
             timeout = httpx.Timeout(_number("timeout", timeout, strict=True))
         self.timeout = timeout
         # httpx.Headers prints "[secure]" for Authorization in any repr.
         self._headers = httpx.Headers({"Authorization": f"Bearer {_api_key(api_key)}", "Accept": "application/json"})
         self.base_url = _base_url(base_url)
-        self._state = ClientState()
+        self._state = ClientState(pacer=Pacer(self.max_rate))
         _configure_logging()
         if not isinstance(http2, bool):  # pragma: no cover - typed as bool: a caller's mistake
             _reject("http2", http2, "True or False")
@@ -184,7 +187,8 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
         self.xai: ServiceClient[OneT, AllT, StreamT] = ServiceClient(self, SERVICES["xai"])
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"
+        rate = "" if self.max_rate is None else f", max_rate={self.max_rate}"
+        return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries}{rate})"
 
     def as_completed(
         self,

@@ -13,7 +13,15 @@ import attrs
 
 from ._errors import APIConnectionError, APIError, APIStatusError
 
-__all__ = ["DEFAULT_POLL_POLICY", "MAX_RETRY_AFTER", "PollPolicy", "is_retryable", "parse_retry_after", "retry_delay"]
+__all__ = [
+    "DEFAULT_POLL_POLICY",
+    "MAX_RETRY_AFTER",
+    "PollPolicy",
+    "http_date",
+    "is_retryable",
+    "parse_retry_after",
+    "retry_delay",
+]
 
 # Backoff after a transient failure: 0.5 s, 1 s, 2 s, ... up to 8 s (openai-python's numbers).
 INITIAL_RETRY_DELAY: Final = 0.5
@@ -44,19 +52,21 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
         try:
             seconds: float | None = float(value.strip()) * scale
         except ValueError:
-            seconds = _seconds_until_date(value, now) if name == "retry-after" else None
+            when = http_date(value) if name == "retry-after" else None
+            seconds = None if when is None else max(0.0, when - now)
         if seconds is not None and math.isfinite(seconds) and seconds >= 0:
             return seconds
     return None
 
 
-def _seconds_until_date(value: str, now: float) -> float | None:
+def http_date(value: str) -> float | None:
+    """An HTTP date (a ``Date`` or ``Retry-After`` header) as a Unix time, or None if it is not one."""
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     # parsedate gives a naive time for "-0000": still GMT
-    return max(0.0, when.replace(tzinfo=when.tzinfo or datetime.UTC).timestamp() - now)
+    return when.replace(tzinfo=when.tzinfo or datetime.UTC).timestamp()
 
 
 def retry_delay(failures: int, retry_after: float | None, rng: random.Random) -> float:
@@ -87,12 +97,15 @@ class PollPolicy:
     and the docs advise polling every 3-5 s, so start at 1.5 s (short tasks finish
     early), grow by half each time, and settle at 5 s: 1.5, 2.25, 3.4, 5, 5, ...
     A 10 % downward jitter keeps many waiting clients from polling in lockstep.
+    With a ``latency`` (`adaptive`), a task's next poll is placed from its age and the learned
+    durations of its service instead (see `_learning`), the curve serving until they are known.
     """
 
     initial: float = attrs.field(default=1.5, converter=_seconds)
     maximum: float = attrs.field(default=5.0, converter=_seconds)
     multiplier: float = attrs.field(default=1.5, converter=_seconds)
     jitter: float = attrs.field(default=0.1, converter=_seconds)
+    latency: float | None = attrs.field(default=None, converter=attrs.converters.optional(_seconds))
 
     def __attrs_post_init__(self) -> None:
         fits = {  # NaN fails every comparison
@@ -100,10 +113,17 @@ class PollPolicy:
             "maximum": self.initial <= self.maximum < math.inf,
             "multiplier": 1 <= self.multiplier < math.inf,
             "jitter": 0 <= self.jitter < 1,
+            "latency": self.latency is None or 0 < self.latency < math.inf,
         }
         for name in (name for name, ok in fits.items() if not ok):
-            msg = f"PollPolicy.{name} is out of range in {self!r}: needs 0 < initial <= maximum, 1 <= multiplier, 0 <= jitter < 1"
+            msg = f"PollPolicy.{name} is out of range in {self!r}: needs 0 < initial <= maximum, 1 <= multiplier, 0 <= jitter < 1, 0 < latency"
             raise ValueError(msg)
+
+    @classmethod
+    def adaptive(cls, latency: float = 2.5) -> PollPolicy:
+        """Poll each task when it is likely done: a mean detection latency of about ``latency`` seconds
+        with as few requests as the durations the client has read allow (the default curve until then)."""
+        return cls(latency=latency)
 
     @classmethod
     def fixed(cls, interval: float) -> PollPolicy:
@@ -119,4 +139,4 @@ class PollPolicy:
         return base * (1 - self.jitter * rng.random()) if self.jitter else base
 
 
-DEFAULT_POLL_POLICY: Final = PollPolicy()
+DEFAULT_POLL_POLICY: Final = PollPolicy.adaptive()  # what poll=None means

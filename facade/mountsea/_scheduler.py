@@ -3,17 +3,20 @@
 No I/O, no clock, no logging: a call is a batch (`get()` and `wait()` are batches of
 one) that a driver runs as `_base.py` says. It decides when each task is polled next
 (a heap of next-request times: a sleeping task costs a heap entry, not a thread),
-keeps at most ``max_concurrency`` requests in flight, backs off and decides when a
-failure ends the call, pauses every task of a service after a 429 (or a 5xx with
-``Retry-After``), and keeps one deadline for the whole call, with a last poll before it.
+keeps at most ``max_concurrency`` requests in flight and the client's pace (`_pacing`),
+places each poll from the task's age and what the client learned (`_learning`), backs off
+and decides when a failure ends the call, pauses every task of a service after a 429 (or
+a 5xx with ``Retry-After``), and keeps one deadline for the whole call, with a last poll before it.
 """
 
 from __future__ import annotations
 
+import collections
 import heapq
 import logging
 import random
 from collections.abc import Iterable, Mapping
+from functools import partial
 from operator import attrgetter
 from typing import Any, Final
 
@@ -32,7 +35,9 @@ from ._errors import (
     TaskFailedError,
     WaitTimeoutError,
 )
-from ._retry import PollPolicy, is_retryable, retry_delay
+from ._learning import Durations, age_of, duration_of
+from ._pacing import Pacer
+from ._retry import PollPolicy, http_date, is_retryable, retry_delay
 from ._task import Task, TaskRef, TaskStatus
 
 __all__ = ["Call", "ClientState", "Plan", "Scheduler", "Tracked"]
@@ -55,6 +60,10 @@ class ClientState:
 
     rng: random.Random = attrs.field(factory=random.Random)
     answered: bool = False  # an HTTP answer (any status) came from the server
+    pacer: Pacer = attrs.field(factory=Pacer)
+    durations: collections.defaultdict[str, Durations] = attrs.field(
+        factory=lambda: collections.defaultdict(Durations)  # per service
+    )
 
 
 @attrs.frozen
@@ -88,6 +97,8 @@ class Tracked:
     failures: int = 0  # failed requests in a row
     error: APIError | None = None  # the last of them
     final_poll: bool = False  # the last poll before the deadline was scheduled
+    born: float | None = None  # when the task was created (else first seen), on the driver's clock
+    answered_at: float = 0.0  # when the last Task came
     result: Task | None = None  # set once finished, kept only for `results()`
 
 
@@ -119,7 +130,7 @@ class Scheduler:
         max_concurrency: int = 1,
         keep_results: bool = False,
     ) -> None:
-        self.call, self.state, self.max_concurrency = call, state, max_concurrency
+        self.call, self.state, self.max_concurrency, self._start = call, state, max_concurrency, now
         self.errors: dict[TaskRef, APIError] = {}
         self.log: list[LogLine] = []  # what the driver should log, drained by it
         self._sent: set[Tracked] = set()  # requests in flight
@@ -130,6 +141,8 @@ class Scheduler:
         self._fatal: MountseaError | None = None  # raised once the finished are handed out
         self._untried = 0  # tasks not yet sent their one request of a zero deadline
         self._warned: set[str] = set()  # unknown statuses already warned about
+        # Durations a batch read, learned when it ends: meanwhile they would be the short ones only.
+        self._learned: list[tuple[str, float]] = []
         self._order: list[Tracked] | None = [] if keep_results else None  # one per input item
         by_ref: dict[TaskRef, Tracked] = {}
         for item in items:
@@ -168,25 +181,48 @@ class Scheduler:
                 return Plan(ready, wait=0.0)
             self._end()
             return Plan(ready, done=True)
-        send: list[tuple[Tracked, float | None]] = []
+        pacer, room = self.state.pacer, self.max_concurrency - len(self._sent)
+        ranked = pacer.rate(now) is not None  # a ceiling binds: the due most likely done go first
+        due: list[tuple[Tracked, float | None]] = []  # with their budgets
         held: list[Tracked] = []
-        while self._heap and self._heap[0][0] <= now and len(self._sent) + len(send) < self.max_concurrency:
+        while self._heap and self._heap[0][0] <= now and (ranked or len(due) < room):
             tracked = heapq.heappop(self._heap)[2]
             if self._paused.get(tracked.ref.service, 0.0) > now:
                 held.append(tracked)
             elif tracked.polls + tracked.failures == 0 and self.call.one_round:
-                send.append((tracked, None))  # a zero deadline's one request: bounded by the client timeout
+                due.append((tracked, None))  # a zero deadline's one request: bounded by the client timeout
             elif deadline is not None and now >= deadline:
                 self._expired.append(tracked)
             else:
-                send.append((tracked, None if deadline is None else deadline - now))
+                due.append((tracked, None if deadline is None else deadline - now))
         for tracked in held:  # resume when the service's pause ends
             self._schedule(tracked, self._paused[tracked.ref.service], now)
+        if ranked:
+            due.sort(key=partial(self._likelihood, now), reverse=True)
+        token_wait, send = 0.0, due
+        for position in range(len(due)):
+            if position >= room or (ranked and (token_wait := pacer.take(now)) > 0):
+                send = due[:position]
+                for later, _ in due[position:]:
+                    self._push(now, later)
+                break
         self._sent.update(tracked for tracked, _ in send)
         wake = self._heap[0][0] if self._heap and len(self._sent) < self.max_concurrency else None
-        if self._sent and deadline is not None and not self._untried:  # answers still out at the deadline are given up
-            wake = deadline if wake is None else min(wake, deadline)
+        if wake is not None:
+            wake = max(wake, now + token_wait)
+        if deadline is not None and (self._sent or wake is not None) and not self._untried:
+            wake = deadline if wake is None else min(wake, deadline)  # answers still out then are given up
         return Plan(ready, send, None if wake is None else min(max(0.0, wake - now), LONGEST_WAIT))
+
+    def _likelihood(self, now: float, item: tuple[Tracked, float | None]) -> float:
+        """How likely a due task is done by ``now``: with the rate bound, the likeliest go first."""
+        tracked = item[0]
+        durations = self.state.durations[tracked.ref.service]
+        if tracked.last is None:
+            return 1.0  # not seen yet: a first look comes first
+        if tracked.born is None or not durations.ready:
+            return 0.0  # unknown: the earliest due first
+        return durations.done_probability(tracked.answered_at - tracked.born, now - tracked.born)
 
     def record(
         self, tracked: Tracked, outcome: Task | APIError, now: float, headers: Mapping[str, str] | None = None
@@ -196,18 +232,28 @@ class Scheduler:
         ``headers`` are the answer's, when an HTTP answer came (of any status).
         """
         self._sent.discard(tracked)
-        self.state.answered |= headers is not None
+        date = None
+        if headers is not None:
+            self.state.answered, date = True, http_date(headers.get("date", ""))
+            status = outcome.status_code if isinstance(outcome, APIStatusError) else 200
+            self.state.pacer.observe(status, headers, now, date)
         if self.call.one_round and tracked.polls + tracked.failures == 0:
             self._untried -= 1
         if isinstance(outcome, Task):
-            return self._on_task(tracked, outcome, now)
+            return self._on_task(tracked, outcome, now, date)
         self._on_error(tracked, outcome, now)
         return None
 
-    def _on_task(self, tracked: Tracked, task: Task, now: float) -> Task | None:
+    def _on_task(self, tracked: Tracked, task: Task, now: float, date: float | None) -> Task | None:
         update = task if tracked.last is None or tracked.last.raw_status != task.raw_status else None
-        tracked.last, tracked.failures, tracked.error = task, 0, None
+        tracked.last, tracked.failures, tracked.error, tracked.answered_at = task, 0, None, now
         tracked.polls += 1
+        if tracked.born is None:  # the server's clock for both ends, or else when this call first saw it
+            tracked.born = self._start if (age := age_of(task, date)) is None else now - age
+        if (took := duration_of(task)) is not None:  # a task seen once, already finished, teaches too
+            self._learned.append((task.service, took))
+            if self.call.single:
+                self._learn()
         if task.status is TaskStatus.UNKNOWN and task.raw_status not in self._warned:
             self._warned.add(task.raw_status)
             why = "%s has status %r, unknown to this version of mountsea; treating it as not done"
@@ -218,9 +264,17 @@ class Scheduler:
             else:
                 self._finish(tracked, task)
         else:
-            delay = self.call.policy.delay(tracked.polls, self.state.rng)
-            self._schedule(tracked, now + delay, now, final_poll=True)
+            self._schedule(tracked, now + self._delay(tracked, now), now, final_poll=True)
         return update
+
+    def _delay(self, tracked: Tracked, now: float) -> float:
+        """The pause before the next poll of a task not done yet."""
+        policy, rng = self.call.policy, self.state.rng
+        if policy.latency is not None and tracked.born is not None:
+            durations = self.state.durations[tracked.ref.service]
+            if (delay := durations.next_delay(now - tracked.born, policy.latency)) is not None:
+                return delay * (1 - policy.jitter * rng.random())
+        return policy.delay(tracked.polls, rng)
 
     def _on_error(self, tracked: Tracked, error: APIError, now: float) -> None:
         tracked.failures += 1
@@ -264,8 +318,14 @@ class Scheduler:
         if self._order is not None:
             tracked.result = task
 
+    def _learn(self) -> None:
+        for service, took in self._learned:
+            self.state.durations[service].add(took, self.state.rng)
+        self._learned.clear()
+
     def _end(self) -> None:
-        """The call is over: raise unless every task finished."""
+        """The call is over: learn what it read, and raise unless every task finished."""
+        self._learn()
         if self._fatal is not None:
             raise self._fatal
         # What is still scheduled or in flight at the deadline (a server trickling its
