@@ -101,7 +101,7 @@ class Pacer:
             return self._window[1] - now
         self._tokens = min(1.0, self._tokens + (now - self._filled) * rate)
         self._filled = now
-        if self._tokens >= 1.0:
+        if self._tokens >= 1.0 - 1e-9:  # float rounding must not leave a wait too short to advance a clock
             self._tokens -= 1.0
             return 0.0
         return (1.0 - self._tokens) / rate
