@@ -1,17 +1,14 @@
 """What every client shares: configuration, the public methods, and the seam to its driver.
 
-The public API is written once, here. Every call becomes a `Scheduler` (the pure core),
-which a *driver*, a `BaseClient` subclass, runs; a driver provides only the I/O:
+The public API is written once, here. Every call becomes a `Scheduler` (the pure core), which a *driver*, a
+`BaseClient` subclass (`Mountsea`: threads, `AsyncMountsea`: asyncio), runs; a driver provides only the I/O:
 
 * ``_httpx_kind``, the httpx client class it accepts as ``http_client`` besides a `DefaultAioHttpClient`,
   and ``_open(http_client, http2)``: build what it sends with (no I/O yet);
-* ``_stream``, ``_one``, ``_collect`` (scheduler, on_update): the scheduler's loop (plan,
-  send each `Request`, wait for each `Answer` or the `APIError` of a failure with no
-  answer, `_record` it) with its clock and its way of waiting, as a stream, a Task or a list;
+* ``_stream``, ``_one``, ``_collect`` (scheduler, on_update): the scheduler's loop (plan, send each `Request`,
+  wait for each `Answer` or the `APIError` of a failure with no answer, `_record` it) with its clock and its
+  way of waiting, as a stream, a Task or a list;
 * closing (``close()`` or ``aclose()``).
-
-`Mountsea` (threads) and `AsyncMountsea` (asyncio) are the drivers; each sends with httpx
-or with a `DefaultAioHttpClient`.
 """
 
 from __future__ import annotations
@@ -89,15 +86,14 @@ def _api_key(api_key: object) -> str:
     key = api_key if api_key is not None else os.environ.get("MOUNTSEA_API_KEY")
     if key is not None and not isinstance(key, str):
         msg = f"api_key must be a str, not {type(key).__name__}"
-        raise ConfigurationError(msg)
-    if not key or not key.strip():
+    elif not key or not key.strip():
         msg = "No API key: pass Mountsea(api_key=...) or set the MOUNTSEA_API_KEY environment variable."
-        raise ConfigurationError(msg)
-    if not key.isascii() or not key.isprintable() or key != key.strip():
+    elif not key.isascii() or not key.isprintable() or key != key.strip():
         # Never quote the key itself: it may be a real secret with a typo in it.
         msg = "The API key holds whitespace, control or non-ASCII characters; check MOUNTSEA_API_KEY."
-        raise ConfigurationError(msg)
-    return key
+    else:
+        return key
+    raise ConfigurationError(msg)
 
 
 def _base_url(base_url: object) -> str:
@@ -197,15 +193,13 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
     ) -> StreamT:
         """Yield each task's final `Task` as soon as it is terminal, in completion order.
 
-        ``refs`` mixes `TaskRef` and `Task` objects of both services; a task given twice is
-        yielded once. Failed tasks are yielded like any other (``task.succeeded`` tells).
-        ``timeout`` (seconds, None for none) is one deadline for the whole batch;
-        `WaitTimeoutError` then lists the ``pending`` tasks, ready to be passed back in. A
-        task that cannot be read (a 404...) does not stop the others: `BatchError` reports
-        it once they are all done. 401 and 403 stop the batch at once, and so does a server
-        that could not be reached at all. A task is forgotten once yielded: a stream of
-        any length holds only the unfinished. At most ``max_concurrency`` requests are in
-        flight; a request still out at the deadline is given up.
+        ``refs`` mixes `TaskRef` and `Task` objects of both services; a task given twice is yielded once. Failed
+        tasks are yielded like any other (``task.succeeded`` tells). ``timeout`` (seconds, None for none) is one
+        deadline for the whole batch; `WaitTimeoutError` then lists the ``pending`` tasks, ready to be passed back
+        in. A task that cannot be read (a 404...) does not stop the others: `BatchError` reports it once they are
+        all done. 401 and 403 stop the batch at once, and so does a server that could not be reached at all. A
+        task is forgotten once yielded: a stream of any length holds only the unfinished. At most
+        ``max_concurrency`` requests are in flight; a request still out at the deadline is given up.
         """
         return self._stream(self._batch(refs, timeout, poll, max_concurrency, on_update), on_update)
 
@@ -220,8 +214,7 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
     ) -> AllT:
         """Wait for every task and return their final `Task` objects, one per input, in input order.
 
-        Same arguments and errors as `as_completed`; the errors' ``finished`` attribute
-        holds the tasks that did finish.
+        Same arguments and errors as `as_completed`; the errors' ``finished`` attribute holds the tasks that did finish.
         """
         return self._collect(self._batch(refs, timeout, poll, max_concurrency, on_update, keep=True), on_update)
 
@@ -255,8 +248,7 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
         return Call(deadline=deadline, policy=policy, max_retries=self.max_retries, one_round=timeout == 0, **rules)
 
     def _request(self, ref: TaskRef, budget: float | None) -> Request:
-        """The GET for ``ref``: path and query as the generated client builds them, each
-        phase's timeout cut to the ``budget`` left before a deadline."""
+        """The GET for ``ref``, path and query as generated; each phase's timeout cut to the ``budget`` left."""
         generated = SERVICES[ref.service].request_kwargs(task_id=ref.id)
         url = f"{self.base_url}{generated['url']}?{urllib.parse.urlencode(generated['params'])}"
         timeout = self.timeout
@@ -282,8 +274,7 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
                 took = "?" if outcome.elapsed is None else f"{outcome.elapsed * 1000:.0f}"
                 path = SERVICES[tracked.ref.service].request_kwargs(task_id="")["url"]
                 logger.debug("GET %s taskId=%s -> %s in %s ms", path, tracked.ref.id, outcome.status_code, took)
-            # The key goes along so that an answer echoing it (a proxy's error page that
-            # quotes the request, say) cannot carry it into an error message or body.
+            # With the key, an answer echoing it (a proxy's error page, say) cannot carry it into an error or its body.
             secret = self._headers["authorization"].removeprefix("Bearer ").encode()
             try:
                 result = read_answer(tracked.ref, outcome, time.time(), secret=secret)
@@ -322,13 +313,12 @@ class Tasks(Generic[OneT, AllT, StreamT]):
     ) -> OneT:
         """Poll until the task is terminal and return it.
 
-        ``timeout`` (seconds, None for none) is one deadline for every poll, retry and
-        pause; ``timeout=0`` sends one request and returns the task only if it is terminal.
-        ``poll`` is a `PollPolicy` or a fixed interval in seconds. ``on_update(task)`` sees
-        each status change, the first observation included. Raises `TaskFailedError` for a
-        failed, cancelled or timed-out task (unless ``raise_on_failure=False``),
-        `WaitTimeoutError` (with the last ``task`` seen) when the deadline passes, and
-        `APIConnectionError` at once when the server was never reached.
+        ``timeout`` (seconds, None for none) is one deadline for every poll, retry and pause; ``timeout=0`` sends
+        one request and returns the task only if it is terminal. ``poll`` is a `PollPolicy` or a fixed interval in
+        seconds. ``on_update(task)`` sees each status change, the first observation included. Raises
+        `TaskFailedError` for a failed, cancelled or timed-out task (unless ``raise_on_failure=False``),
+        `WaitTimeoutError` (with the last ``task`` seen) when the deadline passes, and `APIConnectionError` at once
+        when the server was never reached.
         """
         call = self._client._call(
             timeout, poll, on_update, until_done=True, single=True, raise_on_failure=raise_on_failure
