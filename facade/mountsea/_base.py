@@ -106,7 +106,6 @@ def _base_url(base_url: object) -> str:
     shown = repr(raw if userinfo is None else raw.replace(userinfo[0], "***@", 1))
     try:
         url = httpx.URL(raw)
-        port = url.port
     except (httpx.InvalidURL, ValueError) as exc:
         # httpx's reason only without credentials (it may quote a piece of the password).
         reason = str(exc) if userinfo is None else "details withheld: it holds credentials"
@@ -116,7 +115,7 @@ def _base_url(base_url: object) -> str:
         f"must be an absolute http:// or https:// URL, such as {DEFAULT_BASE_URL!r}, not {shown}": (
             url.scheme not in {"http", "https"} or not url.host or any(ch.isspace() for ch in raw)
         ),
-        f"{shown} has a port out of range (1-65535)": port is not None and not 0 < port < 65536,
+        f"{shown} has a port out of range (1-65535)": url.port is not None and not 0 < url.port < 65536,
         "must not hold credentials (user:password@); pass the API key as api_key": bool(url.userinfo),
         "must not have a query or a fragment": bool(url.query or url.fragment),
     }
@@ -144,10 +143,7 @@ def new_httpx(kind: type[HttpxT], headers: httpx.Headers, *, http2: bool = False
 
 
 class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
-    """Configuration and the public methods; a driver adds the I/O (see the module docstring).
-
-    Calls may run at once (threads, or tasks on one loop): what they learn is in one `ClientState`.
-    """
+    """Configuration and the public methods; a driver adds the I/O. Calls running at once share one `ClientState`."""
 
     def __init__(
         self,
@@ -193,13 +189,12 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
     ) -> StreamT:
         """Yield each task's final `Task` as soon as it is terminal, in completion order.
 
-        ``refs`` mixes `TaskRef` and `Task` objects of both services; a task given twice is yielded once. Failed
-        tasks are yielded like any other (``task.succeeded`` tells). ``timeout`` (seconds, None for none) is one
-        deadline for the whole batch; `WaitTimeoutError` then lists the ``pending`` tasks, ready to be passed back
-        in. A task that cannot be read (a 404...) does not stop the others: `BatchError` reports it once they are
-        all done. 401 and 403 stop the batch at once, and so does a server that could not be reached at all. A
-        task is forgotten once yielded: a stream of any length holds only the unfinished. At most
-        ``max_concurrency`` requests are in flight; a request still out at the deadline is given up.
+        ``refs`` mixes `TaskRef` and `Task` objects of both services; a task given twice is yielded once, a failed
+        one like any other (``task.succeeded`` tells). ``timeout`` (seconds, None for none) is one deadline for the
+        batch; `WaitTimeoutError` then lists the ``pending`` tasks, ready to be passed back in. A task that cannot
+        be read (a 404...) does not stop the others: `BatchError` reports it once they are done; 401, 403 and a
+        server never reached stop the batch at once. A yielded task is forgotten: a stream of any length holds only
+        the unfinished. At most ``max_concurrency`` requests are in flight; one still out at the deadline is given up.
         """
         return self._stream(self._batch(refs, timeout, poll, max_concurrency, on_update), on_update)
 
@@ -225,15 +220,13 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
     _collect: Callable[[Scheduler, OnUpdate], AllT]
     _one: Callable[[Scheduler, OnUpdate], OneT]
 
-    def _batch(
-        self, refs: object, timeout: Any, poll: Any, concurrency: Any, on_update: Any, keep: bool = False
-    ) -> Scheduler:
+    def _batch(self, refs: object, timeout: Any, poll: Any, cap: Any, on_update: Any, keep: bool = False) -> Scheduler:
         if isinstance(refs, TaskRef | Task | str) or not isinstance(refs, Iterable):
             _reject("refs", refs, "an iterable of TaskRef or Task objects")
         call = self._call(timeout, poll, on_update, until_done=True, single=False)
-        concurrency = _count("max_concurrency", concurrency, 1)
+        cap = _count("max_concurrency", cap, 1)
         return Scheduler(
-            refs, call=call, state=self._state, now=time.monotonic(), max_concurrency=concurrency, keep_results=keep
+            refs, call=call, state=self._state, now=time.monotonic(), max_concurrency=cap, keep_results=keep
         )
 
     def _call(self, timeout: Any, poll: Any, on_update: object = None, **rules: Any) -> Call:
@@ -313,12 +306,11 @@ class Tasks(Generic[OneT, AllT, StreamT]):
     ) -> OneT:
         """Poll until the task is terminal and return it.
 
-        ``timeout`` (seconds, None for none) is one deadline for every poll, retry and pause; ``timeout=0`` sends
-        one request and returns the task only if it is terminal. ``poll`` is a `PollPolicy` or a fixed interval in
-        seconds. ``on_update(task)`` sees each status change, the first observation included. Raises
-        `TaskFailedError` for a failed, cancelled or timed-out task (unless ``raise_on_failure=False``),
-        `WaitTimeoutError` (with the last ``task`` seen) when the deadline passes, and `APIConnectionError` at once
-        when the server was never reached.
+        ``timeout`` (seconds, None for none) is one deadline for every poll, retry and pause; ``timeout=0`` sends one
+        request and returns the task only if it is terminal. ``poll`` is a `PollPolicy` or a fixed interval in seconds.
+        ``on_update(task)`` sees each status change, the first observation included. Raises `TaskFailedError` for a
+        failed, cancelled or timed-out task (unless ``raise_on_failure=False``), `WaitTimeoutError` (with the last
+        ``task`` seen) at the deadline, and `APIConnectionError` at once if the server is never reached.
         """
         call = self._client._call(
             timeout, poll, on_update, until_done=True, single=True, raise_on_failure=raise_on_failure
