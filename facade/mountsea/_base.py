@@ -39,8 +39,7 @@ DEFAULT_TIMEOUT: Final = 30.0  # seconds per request; a wait's deadline cuts it 
 DEFAULT_WAIT_TIMEOUT: Final = 600.0  # seconds; music takes 30-120 s, so 10 minutes is generous
 MAX_REDIRECTS: Final = 5
 DEFAULT_MAX_CONCURRENCY: Final = 16  # requests in flight at once in as_completed / wait_all
-# Room for max_concurrency=64 on kept-alive connections (httpx keeps 20 by default).
-DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=64)
+DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=64)  # room for max_concurrency=64
 
 logger: Final = logging.getLogger("mountsea")
 
@@ -292,8 +291,7 @@ class Tasks(Generic[OneT, AllT, StreamT]):
 
     def get(self, task_id: str) -> OneT:
         """The task as it is now; transient failures are retried ``max_retries`` times."""
-        call = self._client._call(None, None, until_done=False, single=True)
-        return self._client._one(self._single(task_id, call), None)
+        return self._run(task_id, None, None, None, until_done=False)
 
     def wait(
         self,
@@ -312,10 +310,7 @@ class Tasks(Generic[OneT, AllT, StreamT]):
         failed, cancelled or timed-out task (unless ``raise_on_failure=False``), `WaitTimeoutError` (with the last
         ``task`` seen) at the deadline, and `APIConnectionError` at once if the server is never reached.
         """
-        call = self._client._call(
-            timeout, poll, on_update, until_done=True, single=True, raise_on_failure=raise_on_failure
-        )
-        return self._client._one(self._single(task_id, call), on_update)
+        return self._run(task_id, timeout, poll, on_update, until_done=True, raise_on_failure=raise_on_failure)
 
     def as_completed(self, task_ids: Iterable[str], **options: Any) -> StreamT:
         """The client's `as_completed` (same options) over this service's task ids."""
@@ -325,9 +320,11 @@ class Tasks(Generic[OneT, AllT, StreamT]):
         """The client's `wait_all` (same options) over this service's task ids, in input order."""
         return self._client.wait_all(self._refs(task_ids), **options)
 
-    def _single(self, task_id: str, call: Call) -> Scheduler:
+    def _run(self, task_id: str, timeout: Any, poll: Any, on_update: OnUpdate, **rules: bool) -> OneT:
+        call = self._client._call(timeout, poll, on_update, single=True, **rules)
         ref = TaskRef(self._service.name, task_id)  # checks the id
-        return Scheduler([ref], call=call, state=self._client._state, now=time.monotonic())
+        scheduler = Scheduler([ref], call=call, state=self._client._state, now=time.monotonic())
+        return self._client._one(scheduler, on_update)
 
     def _refs(self, task_ids: Iterable[str]) -> list[TaskRef]:
         if isinstance(task_ids, str):
