@@ -49,8 +49,7 @@ class DefaultAioHttpClient:
                 connector=aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=5.0),
                 trust_env=False,
             )
-            # aiohttp resends a GET once, unseen, when a connection breaks before the answer;
-            # the client's own retries (counted, paced, logged) do that here, as with httpx.
+            # aiohttp would resend a GET once, unseen, on a broken connection: our own retries (counted) do it.
             self._session._retry_connection = False
         t = request.timeout
         timeout = aiohttp.ClientTimeout(

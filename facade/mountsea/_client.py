@@ -173,8 +173,7 @@ _Job = tuple[Callable[[Outcome], object], Callable[[], Answer | APIError]]
 
 
 class _Workers:
-    """A client's request threads, shared by its calls; `shutdown` ends them. A thread starts only
-    when none is idle: never more threads than requests in flight, none started anew per batch.
+    """A client's request threads, shared by its calls: one starts only when none is idle; `shutdown` ends them.
 
     Not a ThreadPoolExecutor: its threads hold up interpreter exit until their requests end, so Ctrl-C during a
     batch would hang for up to a request timeout; and one queue of answers is cheaper to wait on than a set of futures.
@@ -219,13 +218,11 @@ class _Workers:
                 outcome = exc
             idle.release()  # before the reply: the batch may submit its next job on seeing it
             reply(outcome)
-            # An idle worker holds nothing: not the client (an unclosed client can then be
-            # collected, and its finaliser ends the workers), nor the last task.
+            # An idle worker holds neither the client (an unclosed one is collected, ending its workers) nor a task.
             del reply, call, outcome
 
 
-# Every pool, to forget its threads in a forked child: they did not survive the fork,
-# and a job queued for one of them would wait forever.
+# Every pool, for a forked child to forget its threads: they did not survive the fork; a job queued for one would hang.
 _ALL_WORKERS: Final[weakref.WeakSet[_Workers]] = weakref.WeakSet()
 
 
