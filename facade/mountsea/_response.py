@@ -1,7 +1,4 @@
-"""The translation boundary: an HTTP answer or an httpx failure becomes a Task or a typed error.
-
-Nothing the generated code, ``json`` or httpx raises gets past this module untranslated.
-"""
+"""The translation boundary: answers and httpx failures become Tasks or typed errors; nothing raw gets past it."""
 
 from __future__ import annotations
 
@@ -45,10 +42,7 @@ class Answer:
 def request_error(
     request: Request, detail: str, *, kind: type[APIError] = APIConnectionError, connecting: bool = False
 ) -> APIError:
-    """The error for a request that got no usable answer, naming the server tried as ``host:port``.
-
-    ``kind`` is `APIConnectionError`, `APITimeoutError`, or `APIError` for a redirect loop (never retried).
-    """
+    """The error for a request with no usable answer; ``kind`` `APIError` is a redirect loop, never retried."""
     url = httpx.URL(request.url)
     origin = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
     if kind is APIConnectionError:
@@ -136,7 +130,6 @@ def read_answer(ref: TaskRef, answer: Answer, now: float, *, secret: bytes = b""
                 raise ResponseValidationError(message, service=service.name, task_id=task_id) from None
             raise
 
-    trace_id = body.get("traceId") if isinstance(body, dict) else None
     request_id = headers.get("x-request-id")
     message = f"{where}: HTTP {status_code}: {_excerpt(body) or '(empty body)'}"
     raise status_error(status_code)(
@@ -144,7 +137,7 @@ def read_answer(ref: TaskRef, answer: Answer, now: float, *, secret: bytes = b""
         status_code=status_code,
         body=body,
         request_id=request_id and _quotable(request_id, key),
-        trace_id=trace_id if isinstance(trace_id, str) else None,
+        trace_id=body["traceId"] if isinstance(body, dict) and isinstance(body.get("traceId"), str) else None,
         retry_after=parse_retry_after(headers, now),
         service=service.name,
         task_id=task_id,
