@@ -100,6 +100,7 @@ def _number(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         raise TypeError(msg, attribute, int | float, value)
 
 
+_dict = attrs.validators.optional(attrs.validators.instance_of(dict))
 _text = attrs.validators.optional(attrs.validators.instance_of(str))
 _moment = attrs.validators.optional(attrs.validators.instance_of(datetime.datetime))
 
@@ -116,9 +117,7 @@ class Task:
     service: ServiceName = attrs.field(validator=attrs.validators.in_(SERVICES))
     status: TaskStatus = attrs.field(converter=TaskStatus)
     raw_status: str = attrs.field(default=attrs.Factory(lambda self: str(self.status), takes_self=True))
-    result: dict[str, Any] | None = attrs.field(
-        default=None, hash=False, repr=_summary, validator=attrs.validators.optional(attrs.validators.instance_of(dict))
-    )
+    result: dict[str, Any] | None = attrs.field(default=None, hash=False, repr=_summary, validator=_dict)
     error_message: str | None = attrs.field(default=None, validator=_text)
     error_code: int | float | None = attrs.field(default=None, validator=_number)
     created_at: datetime.datetime | None = attrs.field(default=None, validator=_moment)
