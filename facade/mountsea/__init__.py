@@ -1,9 +1,8 @@
 """mountsea: check on and wait for the asynchronous tasks of the Mountsea AI API.
 
-``Mountsea`` (sync) and ``AsyncMountsea`` (asyncio) read tasks of both services,
-music (``client.producer``) and xAI (``client.xai``), as one `Task` type, and wait
-for them with one deadline, retries and typed errors. The generated clients
-``mountsea_producer_api`` and ``mountsea_xai_api`` stay behind this facade.
+``Mountsea`` (sync) and ``AsyncMountsea`` (asyncio) read tasks of both services, music (``client.producer``) and
+xAI (``client.xai``), as one `Task` type, and wait for them with one deadline, retries and typed errors. The
+generated clients ``mountsea_producer_api`` and ``mountsea_xai_api`` stay behind this facade.
 """
 
 from __future__ import annotations
@@ -11,14 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _errors
-from ._aiohttp import DefaultAioHttpClient as DefaultAioHttpClient
-from ._client import Mountsea as Mountsea
+from ._aiohttp import DefaultAioHttpClient
+from ._client import Mountsea
 from ._errors import *  # noqa: F403  (every exception class: their list is _errors.__all__)
-from ._retry import PollPolicy as PollPolicy
-from ._task import TERMINAL_STATUSES as TERMINAL_STATUSES
-from ._task import Task as Task
-from ._task import TaskRef as TaskRef
-from ._task import TaskStatus as TaskStatus
+from ._retry import PollPolicy
+from ._task import TERMINAL_STATUSES, Task, TaskRef, TaskStatus
 
 if TYPE_CHECKING:  # imported on first use: asyncio alone costs as much as the rest of mountsea
     from ._async_client import AsyncMountsea as AsyncMountsea

@@ -22,9 +22,8 @@ __all__ = ["DefaultAioHttpClient"]
 class DefaultAioHttpClient:
     """Run every request of a client on aiohttp: ``AsyncMountsea(http_client=DefaultAioHttpClient())`` (or `Mountsea`).
 
-    ``limit`` caps the open connections. Proxies, ``.netrc`` and ``SSL_CERT_FILE`` are not
-    read from the environment (aiohttp's ``trust_env=False``); certificates are checked
-    against the system's store. aiohttp speaks HTTP/1.1 only.
+    ``limit`` caps the open connections. Proxies, ``.netrc`` and ``SSL_CERT_FILE`` are not read from the environment
+    (aiohttp's ``trust_env=False``); certificates are checked against the system's store. aiohttp speaks HTTP/1.1 only.
     """
 
     def __init__(self, *, limit: int = 100) -> None:
@@ -50,8 +49,7 @@ class DefaultAioHttpClient:
                 connector=aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=5.0),
                 trust_env=False,
             )
-            # aiohttp resends a GET once, unseen, when a connection breaks before the answer;
-            # the client's own retries (counted, paced, logged) do that here, as with httpx.
+            # aiohttp would resend a GET once, unseen, on a broken connection: our own retries (counted) do it.
             self._session._retry_connection = False
         t = request.timeout
         timeout = aiohttp.ClientTimeout(
@@ -63,9 +61,8 @@ class DefaultAioHttpClient:
             ceil_threshold=math.inf,  # aiohttp rounds timeouts >= 5 s up to a whole second otherwise
         )
         try:
-            # aiohttp gives up once `redirects >= max_redirects` (0: never); httpx follows
-            # max_redirects of them. On a redirect to another origin aiohttp drops
-            # Authorization (and cookies) from the request, for every later hop too.
+            # aiohttp gives up once `redirects >= max_redirects` (0: never); httpx follows max_redirects of them. On a
+            # redirect to another origin aiohttp drops Authorization (and cookies), for every later hop too.
             async with self._session.get(
                 request.url, timeout=timeout, allow_redirects=True, max_redirects=self._max_redirects + 1
             ) as response:

@@ -1,17 +1,14 @@
 """What every client shares: configuration, the public methods, and the seam to its driver.
 
-The public API is written once, here. Every call becomes a `Scheduler` (the pure core),
-which a *driver*, a `BaseClient` subclass, runs; a driver provides only the I/O:
+The public API is written once, here. Every call becomes a `Scheduler` (the pure core), which a *driver*, a
+`BaseClient` subclass (`Mountsea`: threads, `AsyncMountsea`: asyncio), runs; a driver provides only the I/O:
 
 * ``_httpx_kind``, the httpx client class it accepts as ``http_client`` besides a `DefaultAioHttpClient`,
   and ``_open(http_client, http2)``: build what it sends with (no I/O yet);
-* ``_stream``, ``_one``, ``_collect`` (scheduler, on_update): the scheduler's loop (plan,
-  send each `Request`, wait for each `Answer` or the `APIError` of a failure with no
-  answer, `_record` it) with its clock and its way of waiting, as a stream, a Task or a list;
+* ``_stream``, ``_one``, ``_collect`` (scheduler, on_update): the scheduler's loop (plan, send each `Request`,
+  wait for each `Answer` or the `APIError` of a failure with no answer, `_record` it) with its clock and its
+  way of waiting, as a stream, a Task or a list;
 * closing (``close()`` or ``aclose()``).
-
-`Mountsea` (threads) and `AsyncMountsea` (asyncio) are the drivers; each sends with httpx
-or with a `DefaultAioHttpClient`.
 """
 
 from __future__ import annotations
@@ -43,8 +40,7 @@ DEFAULT_TIMEOUT: Final = 30.0  # seconds per request; a wait's deadline cuts it 
 DEFAULT_WAIT_TIMEOUT: Final = 600.0  # seconds; music takes 30-120 s, so 10 minutes is generous
 MAX_REDIRECTS: Final = 5
 DEFAULT_MAX_CONCURRENCY: Final = 16  # requests in flight at once in as_completed / wait_all
-# Room for max_concurrency=64 on kept-alive connections (httpx keeps 20 by default).
-DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=64)
+DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=64)  # room for max_concurrency=64
 
 logger: Final = logging.getLogger("mountsea")
 
@@ -90,15 +86,14 @@ def _api_key(api_key: object) -> str:
     key = api_key if api_key is not None else os.environ.get("MOUNTSEA_API_KEY")
     if key is not None and not isinstance(key, str):
         msg = f"api_key must be a str, not {type(key).__name__}"
-        raise ConfigurationError(msg)
-    if not key or not key.strip():
+    elif not key or not key.strip():
         msg = "No API key: pass Mountsea(api_key=...) or set the MOUNTSEA_API_KEY environment variable."
-        raise ConfigurationError(msg)
-    if not key.isascii() or not key.isprintable() or key != key.strip():
+    elif not key.isascii() or not key.isprintable() or key != key.strip():
         # Never quote the key itself: it may be a real secret with a typo in it.
         msg = "The API key holds whitespace, control or non-ASCII characters; check MOUNTSEA_API_KEY."
-        raise ConfigurationError(msg)
-    return key
+    else:
+        return key
+    raise ConfigurationError(msg)
 
 
 def _base_url(base_url: object) -> str:
@@ -111,7 +106,6 @@ def _base_url(base_url: object) -> str:
     shown = repr(raw if userinfo is None else raw.replace(userinfo[0], "***@", 1))
     try:
         url = httpx.URL(raw)
-        port = url.port
     except (httpx.InvalidURL, ValueError) as exc:
         # httpx's reason only without credentials (it may quote a piece of the password).
         reason = str(exc) if userinfo is None else "details withheld: it holds credentials"
@@ -121,7 +115,7 @@ def _base_url(base_url: object) -> str:
         f"must be an absolute http:// or https:// URL, such as {DEFAULT_BASE_URL!r}, not {shown}": (
             url.scheme not in {"http", "https"} or not url.host or any(ch.isspace() for ch in raw)
         ),
-        f"{shown} has a port out of range (1-65535)": port is not None and not 0 < port < 65536,
+        f"{shown} has a port out of range (1-65535)": url.port is not None and not 0 < url.port < 65536,
         "must not hold credentials (user:password@); pass the API key as api_key": bool(url.userinfo),
         "must not have a query or a fragment": bool(url.query or url.fragment),
     }
@@ -149,10 +143,7 @@ def new_httpx(kind: type[HttpxT], headers: httpx.Headers, *, http2: bool = False
 
 
 class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
-    """Configuration and the public methods; a driver adds the I/O (see the module docstring).
-
-    Calls may run at once (threads, or tasks on one loop): what they learn is in one `ClientState`.
-    """
+    """Configuration and the public methods; a driver adds the I/O. Calls running at once share one `ClientState`."""
 
     def __init__(
         self,
@@ -201,15 +192,12 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
     ) -> StreamT:
         """Yield each task's final `Task` as soon as it is terminal, in completion order.
 
-        ``refs`` mixes `TaskRef` and `Task` objects of both services; a task given twice is
-        yielded once. Failed tasks are yielded like any other (``task.succeeded`` tells).
-        ``timeout`` (seconds, None for none) is one deadline for the whole batch;
-        `WaitTimeoutError` then lists the ``pending`` tasks, ready to be passed back in. A
-        task that cannot be read (a 404...) does not stop the others: `BatchError` reports
-        it once they are all done. 401 and 403 stop the batch at once, and so does a server
-        that could not be reached at all. A task is forgotten once yielded: a stream of
-        any length holds only the unfinished. At most ``max_concurrency`` requests are in
-        flight; a request still out at the deadline is given up.
+        ``refs`` mixes `TaskRef` and `Task` objects of both services; a task given twice is yielded once, a failed
+        one like any other (``task.succeeded`` tells). ``timeout`` (seconds, None for none) is one deadline for the
+        batch; `WaitTimeoutError` then lists the ``pending`` tasks, ready to be passed back in. A task that cannot
+        be read (a 404...) does not stop the others: `BatchError` reports it once they are done; 401, 403 and a
+        server never reached stop the batch at once. A yielded task is forgotten: a stream of any length holds only
+        the unfinished. At most ``max_concurrency`` requests are in flight; one still out at the deadline is given up.
         """
         return self._stream(self._batch(refs, timeout, poll, max_concurrency, on_update), on_update)
 
@@ -224,8 +212,7 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
     ) -> AllT:
         """Wait for every task and return their final `Task` objects, one per input, in input order.
 
-        Same arguments and errors as `as_completed`; the errors' ``finished`` attribute
-        holds the tasks that did finish.
+        Same arguments and errors as `as_completed`; the errors' ``finished`` attribute holds the tasks that did finish.
         """
         return self._collect(self._batch(refs, timeout, poll, max_concurrency, on_update, keep=True), on_update)
 
@@ -236,15 +223,13 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
     _collect: Callable[[Scheduler, OnUpdate], AllT]
     _one: Callable[[Scheduler, OnUpdate], OneT]
 
-    def _batch(
-        self, refs: object, timeout: Any, poll: Any, concurrency: Any, on_update: Any, keep: bool = False
-    ) -> Scheduler:
+    def _batch(self, refs: object, timeout: Any, poll: Any, cap: Any, on_update: Any, keep: bool = False) -> Scheduler:
         if isinstance(refs, TaskRef | Task | str) or not isinstance(refs, Iterable):
             _reject("refs", refs, "an iterable of TaskRef or Task objects")
         call = self._call(timeout, poll, on_update, until_done=True, single=False)
-        concurrency = _count("max_concurrency", concurrency, 1)
+        cap = _count("max_concurrency", cap, 1)
         return Scheduler(
-            refs, call=call, state=self._state, now=time.monotonic(), max_concurrency=concurrency, keep_results=keep
+            refs, call=call, state=self._state, now=time.monotonic(), max_concurrency=cap, keep_results=keep
         )
 
     def _call(self, timeout: Any, poll: Any, on_update: object = None, **rules: Any) -> Call:
@@ -259,8 +244,7 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
         return Call(deadline=deadline, policy=policy, max_retries=self.max_retries, one_round=timeout == 0, **rules)
 
     def _request(self, ref: TaskRef, budget: float | None) -> Request:
-        """The GET for ``ref``: path and query as the generated client builds them, each
-        phase's timeout cut to the ``budget`` left before a deadline."""
+        """The GET for ``ref``, path and query as generated; each phase's timeout cut to the ``budget`` left."""
         generated = SERVICES[ref.service].request_kwargs(task_id=ref.id)
         url = f"{self.base_url}{generated['url']}?{urllib.parse.urlencode(generated['params'])}"
         timeout = self.timeout
@@ -286,8 +270,7 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
                 took = "?" if outcome.elapsed is None else f"{outcome.elapsed * 1000:.0f}"
                 path = SERVICES[tracked.ref.service].request_kwargs(task_id="")["url"]
                 logger.debug("GET %s taskId=%s -> %s in %s ms", path, tracked.ref.id, outcome.status_code, took)
-            # The key goes along so that an answer echoing it (a proxy's error page that
-            # quotes the request, say) cannot carry it into an error message or body.
+            # With the key, an answer echoing it (a proxy's error page, say) cannot carry it into an error or its body.
             secret = self._headers["authorization"].removeprefix("Bearer ").encode()
             try:
                 result = read_answer(tracked.ref, outcome, time.time(), secret=secret)
@@ -312,8 +295,7 @@ class Tasks(Generic[OneT, AllT, StreamT]):
 
     def get(self, task_id: str) -> OneT:
         """The task as it is now; transient failures are retried ``max_retries`` times."""
-        call = self._client._call(None, None, until_done=False, single=True)
-        return self._client._one(self._single(task_id, call), None)
+        return self._run(task_id, None, None, None, until_done=False)
 
     def wait(
         self,
@@ -326,18 +308,13 @@ class Tasks(Generic[OneT, AllT, StreamT]):
     ) -> OneT:
         """Poll until the task is terminal and return it.
 
-        ``timeout`` (seconds, None for none) is one deadline for every poll, retry and
-        pause; ``timeout=0`` sends one request and returns the task only if it is terminal.
-        ``poll`` is a `PollPolicy` or a fixed interval in seconds. ``on_update(task)`` sees
-        each status change, the first observation included. Raises `TaskFailedError` for a
-        failed, cancelled or timed-out task (unless ``raise_on_failure=False``),
-        `WaitTimeoutError` (with the last ``task`` seen) when the deadline passes, and
-        `APIConnectionError` at once when the server was never reached.
+        ``timeout`` (seconds, None for none) is one deadline for every poll, retry and pause; ``timeout=0`` sends one
+        request and returns the task only if it is terminal. ``poll`` is a `PollPolicy` or a fixed interval in seconds.
+        ``on_update(task)`` sees each status change, the first observation included. Raises `TaskFailedError` for a
+        failed, cancelled or timed-out task (unless ``raise_on_failure=False``), `WaitTimeoutError` (with the last
+        ``task`` seen) at the deadline, and `APIConnectionError` at once if the server is never reached.
         """
-        call = self._client._call(
-            timeout, poll, on_update, until_done=True, single=True, raise_on_failure=raise_on_failure
-        )
-        return self._client._one(self._single(task_id, call), on_update)
+        return self._run(task_id, timeout, poll, on_update, until_done=True, raise_on_failure=raise_on_failure)
 
     def as_completed(self, task_ids: Iterable[str], **options: Any) -> StreamT:
         """The client's `as_completed` (same options) over this service's task ids."""
@@ -347,9 +324,11 @@ class Tasks(Generic[OneT, AllT, StreamT]):
         """The client's `wait_all` (same options) over this service's task ids, in input order."""
         return self._client.wait_all(self._refs(task_ids), **options)
 
-    def _single(self, task_id: str, call: Call) -> Scheduler:
+    def _run(self, task_id: str, timeout: Any, poll: Any, on_update: OnUpdate, **rules: bool) -> OneT:
+        call = self._client._call(timeout, poll, on_update, single=True, **rules)
         ref = TaskRef(self._service.name, task_id)  # checks the id
-        return Scheduler([ref], call=call, state=self._client._state, now=time.monotonic())
+        scheduler = Scheduler([ref], call=call, state=self._client._state, now=time.monotonic())
+        return self._client._one(scheduler, on_update)
 
     def _refs(self, task_ids: Iterable[str]) -> list[TaskRef]:
         if isinstance(task_ids, str):

@@ -35,12 +35,11 @@ class Mountsea(BaseClient[Task, list[Task], Iterator[Task], httpx.Client | Defau
     """The synchronous Mountsea client; use it as a context manager, or call `close()`.
 
     ``api_key`` defaults to ``$MOUNTSEA_API_KEY``, ``base_url`` to ``$MOUNTSEA_BASE_URL`` then
-    ``https://api.mountsea.ai``; ``timeout`` bounds each request (s); ``max_retries`` is how often
-    `get()` retries a transient failure. A passed-in ``httpx.Client`` is used as is and left open;
-    a `DefaultAioHttpClient` (extra ``mountsea[aiohttp]``) sends from one event-loop thread, the
-    fastest for batches. ``http2=True`` (extra ``mountsea[http2]``) speaks HTTP/2 where offered.
-    A batch's requests, and a ``wait()``'s with a deadline, run on worker threads, so that the
-    deadline holds however slowly a server answers; `close()` or garbage collection ends them.
+    ``https://api.mountsea.ai``; ``timeout`` bounds each request (s); ``max_retries`` is how often `get()` retries a
+    transient failure. A passed-in ``httpx.Client`` is used as is and left open; a `DefaultAioHttpClient` (extra
+    ``mountsea[aiohttp]``) sends from one event-loop thread, the fastest for batches. ``http2=True`` (extra
+    ``mountsea[http2]``) speaks HTTP/2 where offered. A batch's requests, and a ``wait()``'s with a deadline, run on
+    worker threads, so that the deadline holds however slowly a server answers; `close()` or the GC ends them.
     """
 
     _httpx_kind = httpx.Client
@@ -174,12 +173,10 @@ _Job = tuple[Callable[[Outcome], object], Callable[[], Answer | APIError]]
 
 
 class _Workers:
-    """A client's request threads, shared by its calls; `shutdown` ends them. A thread starts only
-    when none is idle: never more threads than requests in flight, none started anew per batch.
+    """A client's request threads, shared by its calls: one starts only when none is idle; `shutdown` ends them.
 
-    Not a ThreadPoolExecutor: its threads hold up interpreter exit until their requests
-    end, so Ctrl-C during a batch would hang for up to a request timeout; and one queue
-    of answers is cheaper to wait on than a set of futures.
+    Not a ThreadPoolExecutor: its threads hold up interpreter exit until their requests end, so Ctrl-C during a
+    batch would hang for up to a request timeout; and one queue of answers is cheaper to wait on than a set of futures.
     """
 
     def __init__(self) -> None:
@@ -214,25 +211,18 @@ class _Workers:
 
     @staticmethod
     def _work(jobs: queue.SimpleQueue[_Job | None], idle: threading.Semaphore) -> None:
-        for job in iter(jobs.get, None):
-            _Workers._serve(job, idle)
-            # An idle worker holds nothing: not the client (an unclosed client can then be
-            # collected, and its finaliser ends the workers), nor the last task.
-            del job
-
-    @staticmethod
-    def _serve(job: _Job, idle: threading.Semaphore) -> None:
-        reply, call = job
-        try:
-            outcome: Outcome = call()
-        except BaseException as exc:  # handed to the caller's thread, which raises it
-            outcome = exc
-        idle.release()  # before the reply: the batch may submit its next job on seeing it
-        reply(outcome)
+        for reply, call in iter(jobs.get, None):
+            try:
+                outcome: Outcome = call()
+            except BaseException as exc:  # handed to the caller's thread, which raises it
+                outcome = exc
+            idle.release()  # before the reply: the batch may submit its next job on seeing it
+            reply(outcome)
+            # An idle worker holds neither the client (an unclosed one is collected, ending its workers) nor a task.
+            del reply, call, outcome
 
 
-# Every pool, to forget its threads in a forked child: they did not survive the fork,
-# and a job queued for one of them would wait forever.
+# Every pool, for a forked child to forget its threads: they did not survive the fork; a job queued for one would hang.
 _ALL_WORKERS: Final[weakref.WeakSet[_Workers]] = weakref.WeakSet()
 
 

@@ -3,20 +3,17 @@
 * MountseaError: the root.
   x ConfigurationError: a missing API key or an unusable base URL; also a ``ValueError``.
   x APIError: a request to the API did not give a usable Task (``body``: the answer, if any).
-    + APIStatusError: the API answered with an error status (``status_code``, ``request_id``,
-      ``trace_id``, ``retry_after``).
-      - BadRequestError (400), AuthenticationError (401), PermissionDeniedError (403),
-        NotFoundError (404), RateLimitError (429), ServerError (any 500-599)
+    + APIStatusError: an error status (``status_code``, ``request_id``, ``trace_id``, ``retry_after``).
+      - BadRequestError (400), AuthenticationError (401), PermissionDeniedError (403), NotFoundError (404),
+        RateLimitError (429), ServerError (any 500-599)
     + APIConnectionError: no answer at all (connection refused, dropped, broken).
       - APITimeoutError: the request ran out of time.
     + ResponseValidationError: a 2xx answer that is not a valid TaskResultDto.
   x TaskFailedError: the task ended failed, cancelled or timed out (``task``).
-  x WaitTimeoutError: the wait's deadline passed first (``task``; for a batch, ``pending``,
-    ``finished`` and ``errors``); also a ``TimeoutError``.
+  x WaitTimeoutError: the deadline passed (``task``; a batch's ``pending``, ``finished``, ``errors``); a TimeoutError.
   x BatchError: some tasks of a batch could not be read (``errors``, ``finished``).
 
-Bad arguments (an empty task id, a negative timeout) raise the builtin ``ValueError``
-before any request is sent.
+Bad arguments (an empty task id, a negative timeout) raise the builtin ``ValueError`` before any request is sent.
 """
 
 from __future__ import annotations
@@ -162,11 +159,10 @@ class TaskFailedError(MountseaError):
 class WaitTimeoutError(MountseaError, TimeoutError):
     """The wait's deadline passed before the task (or batch) was done.
 
-    For one task, ``task`` is the last Task seen (None if no answer came). For a batch,
-    ``pending`` lists each unfinished task as its last Task seen or its TaskRef (pass
-    them to ``as_completed`` again to resume), ``finished`` the tasks that did finish
-    (from ``wait_all``, in input order; empty from ``as_completed``, which yielded them
-    already), and ``errors`` the tasks that failed with an API error.
+    For one task, ``task`` is the last Task seen (None if no answer came). For a batch, ``pending`` lists each
+    unfinished task as its last Task seen or its TaskRef (pass them to ``as_completed`` again to resume),
+    ``finished`` the tasks that did finish (from ``wait_all``, in input order; none from ``as_completed``, which
+    yielded them already), and ``errors`` the tasks that failed with an API error.
     """
 
     def __init__(
@@ -188,9 +184,8 @@ class WaitTimeoutError(MountseaError, TimeoutError):
 class BatchError(MountseaError):
     """Some tasks of a batch could not be read (a 404, an invalid answer...).
 
-    Raised once every other task has finished: ``errors`` maps each such task's
-    TaskRef to its `APIError`. No result is lost: ``as_completed`` yielded every task
-    that did finish, and from ``wait_all`` ``finished`` holds them, in input order.
+    Raised once every other task has finished: ``errors`` maps each such task's TaskRef to its `APIError`. No
+    result is lost: ``as_completed`` yielded each finished task; ``wait_all``'s ``finished`` holds them, in input order.
     """
 
     def __init__(self, errors: Mapping[TaskRef, APIError], *, finished: Sequence[Task] = ()) -> None:
@@ -200,14 +195,13 @@ class BatchError(MountseaError):
         self.finished = list(finished)
 
 
-# The classes that pin a status code; any other 5xx is a ServerError, the rest APIStatusError.
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     cls.status_code: cls for cls in APIStatusError.__subclasses__() if "status_code" in vars(cls)
 }
 
 
 def status_error(status_code: int) -> type[APIStatusError]:
-    """The exception class for an error answer with ``status_code``."""
+    """The error class for ``status_code``: ServerError for any 5xx, else the class pinning it, or APIStatusError."""
     if 500 <= status_code <= 599:
         return ServerError
     return _STATUS_ERRORS.get(status_code, APIStatusError)

@@ -1,7 +1,4 @@
-"""The translation boundary: an HTTP answer or an httpx failure becomes a Task or a typed error.
-
-Nothing the generated code, ``json`` or httpx raises gets past this module untranslated.
-"""
+"""The translation boundary: answers and httpx failures become Tasks or typed errors; nothing raw gets past it."""
 
 from __future__ import annotations
 
@@ -45,12 +42,7 @@ class Answer:
 def request_error(
     request: Request, detail: str, *, kind: type[APIError] = APIConnectionError, connecting: bool = False
 ) -> APIError:
-    """The error for a request that got no usable answer; messages name the server tried as ``host:port``.
-
-    ``kind`` is `APIConnectionError` (``connecting``: no connection was ever made: refused,
-    DNS, TLS, connect timeout), `APITimeoutError`, or `APIError` for a redirect loop, which
-    will not fix itself and so is never retried.
-    """
+    """The error for a request with no usable answer; ``kind`` `APIError` is a redirect loop, never retried."""
     url = httpx.URL(request.url)
     origin = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
     if kind is APIConnectionError:
@@ -65,8 +57,7 @@ def request_error(
 
 
 _EXCERPT = 200  # characters of a body quoted in an error message
-# Keys this long never occur in an answer by chance, so a successful answer is masked
-# too; a shorter (test) key is masked only where an error quotes the answer.
+# Keys this long never occur in an answer by chance: masked in every answer; a shorter (test) key only in errors.
 _MIN_SECRET = 8
 # The escapes that could hide a printable key from a plain search: \uXXXX, \/, \", \\.
 _HIDING_ESCAPE: Final = re.compile(rb'\\[u/"\\]')
@@ -139,7 +130,6 @@ def read_answer(ref: TaskRef, answer: Answer, now: float, *, secret: bytes = b""
                 raise ResponseValidationError(message, service=service.name, task_id=task_id) from None
             raise
 
-    trace_id = body.get("traceId") if isinstance(body, dict) else None
     request_id = headers.get("x-request-id")
     message = f"{where}: HTTP {status_code}: {_excerpt(body) or '(empty body)'}"
     raise status_error(status_code)(
@@ -147,7 +137,7 @@ def read_answer(ref: TaskRef, answer: Answer, now: float, *, secret: bytes = b""
         status_code=status_code,
         body=body,
         request_id=request_id and _quotable(request_id, key),
-        trace_id=trace_id if isinstance(trace_id, str) else None,
+        trace_id=body["traceId"] if isinstance(body, dict) and isinstance(body.get("traceId"), str) else None,
         retry_after=parse_retry_after(headers, now),
         service=service.name,
         task_id=task_id,
@@ -157,12 +147,11 @@ def read_answer(ref: TaskRef, answer: Answer, now: float, *, secret: bytes = b""
 def transport_error(exc: httpx.HTTPError, request: Request) -> APIError:
     """The typed error for an httpx failure (no usable answer came back)."""
     detail = str(exc) or type(exc).__name__  # httpx messages name the URL at most, never headers
-    kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
-    # A connect timeout never reached the server, like a refused connection.
-    connecting = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-    error = request_error(
-        request, detail, kind=APIError if isinstance(exc, httpx.TooManyRedirects) else kind, connecting=connecting
-    )
+    kind: type[APIError] = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
+    if isinstance(exc, httpx.TooManyRedirects):
+        kind = APIError
+    connecting = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)  # neither reached the server
+    error = request_error(request, detail, kind=kind, connecting=connecting)
     error.__cause__ = exc
     return error
 
@@ -194,9 +183,8 @@ def answer_of(response: httpx.Response) -> Answer:
         elapsed: float | None = response.elapsed.total_seconds()
     except RuntimeError:  # an answer made already read (a MockTransport's, say) is never timed
         elapsed = None
-    # httpx 0.28 links each response and its body stream both ways (encode/httpx#3733), so
-    # a finished request lingers until the cyclic GC runs; in a batch that garbage grows
-    # with the number of tasks. Unlinking the read stream lets reference counting free it.
+    # httpx 0.28 links each response and its body stream both ways (encode/httpx#3733): a finished request lingers
+    # until the cyclic GC runs, garbage that grows with a batch. Unlinking the read stream lets refcounting free it.
     for spent in (*response.history, response):
         spent.stream = _SPENT
     return Answer(response.status_code, response.headers, response.content, elapsed)

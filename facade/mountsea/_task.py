@@ -1,9 +1,7 @@
 """`Task`, the one type both services' answers become, and how answers are merged into it.
 
-This is the one place that knows the generated packages. Each service's package exposes
-the same shapes (``scripts/generate.py`` makes sure of it): ``api.tasks.get_task_result``
-builds the request and ``models.TaskResultDto`` parses the answer; the facade reaches
-both only through `SERVICES`, so a regenerated package flows in with no edit here.
+The one place that knows the generated packages, to which ``scripts/generate.py`` gives the same shapes: the
+facade reaches their request builder and answer model only through `SERVICES`, so a regenerated one needs no edit.
 """
 
 from __future__ import annotations
@@ -21,12 +19,10 @@ from typing import Any, Final, Literal, NoReturn
 
 import attrs
 
-from mountsea_producer_api.api.tasks import get_task_result as producer_get_task
-from mountsea_producer_api.models import TaskResultDto as ProducerTaskResultDto
-from mountsea_producer_api.models import TaskResultDtoStatus as ProducerTaskStatus
-from mountsea_xai_api.api.tasks import get_task_result as xai_get_task
-from mountsea_xai_api.models import TaskResultDto as XaiTaskResultDto
-from mountsea_xai_api.models import TaskResultDtoStatus as XaiTaskStatus
+from mountsea_producer_api import models as producer
+from mountsea_producer_api.api.tasks import get_task_result as producer_get
+from mountsea_xai_api import models as xai
+from mountsea_xai_api.api.tasks import get_task_result as xai_get
 
 from ._errors import ResponseValidationError
 
@@ -53,16 +49,15 @@ class Service:
 
     name: ServiceName
     request_kwargs: Callable[..., dict[str, Any]]  # the endpoint's pure `_get_kwargs(task_id=...)`
-    model: type[ProducerTaskResultDto | XaiTaskResultDto]
+    model: type[producer.TaskResultDto | xai.TaskResultDto]
     status_enum: type[StrEnum]
 
 
-# The shells send requests themselves (not through `sync_detailed`) because the
-# generated `_build_response` calls `HTTPStatus(code)`, which raises a bare
-# ValueError on non-standard codes such as 520; URL, query and parsing stay generated.
+# The drivers send requests themselves, not through `sync_detailed`: the generated `_build_response` calls
+# `HTTPStatus(code)`, a bare ValueError on non-standard codes such as 520. URL, query and parsing stay generated.
 SERVICES: dict[str, Service] = {
-    "producer": Service("producer", producer_get_task._get_kwargs, ProducerTaskResultDto, ProducerTaskStatus),
-    "xai": Service("xai", xai_get_task._get_kwargs, XaiTaskResultDto, XaiTaskStatus),
+    "producer": Service("producer", producer_get._get_kwargs, producer.TaskResultDto, producer.TaskResultDtoStatus),
+    "xai": Service("xai", xai_get._get_kwargs, xai.TaskResultDto, xai.TaskResultDtoStatus),
 }
 
 
@@ -99,13 +94,13 @@ def _read_only(value: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _number(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
-    ):
+    finite = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if value is not None and not finite:
         msg = f"{attribute.name!r} must be a finite number"
         raise TypeError(msg, attribute, int | float, value)
 
 
+_dict = attrs.validators.optional(attrs.validators.instance_of(dict))
 _text = attrs.validators.optional(attrs.validators.instance_of(str))
 _moment = attrs.validators.optional(attrs.validators.instance_of(datetime.datetime))
 
@@ -114,18 +109,15 @@ _moment = attrs.validators.optional(attrs.validators.instance_of(datetime.dateti
 class Task:
     """A task of either service, as last seen.
 
-    ``status`` is a `TaskStatus`; ``raw_status`` is the string the server sent (they
-    differ only when ``status`` is ``UNKNOWN``). ``extra`` holds, read-only, every
-    field of the answer that this type does not name.
+    ``status`` is a `TaskStatus`; ``raw_status`` is the string the server sent (they differ only when ``status`` is
+    ``UNKNOWN``). ``extra`` holds, read-only, every field of the answer that this type does not name.
     """
 
     id: str = attrs.field(validator=attrs.validators.instance_of(str))
     service: ServiceName = attrs.field(validator=attrs.validators.in_(SERVICES))
     status: TaskStatus = attrs.field(converter=TaskStatus)
     raw_status: str = attrs.field(default=attrs.Factory(lambda self: str(self.status), takes_self=True))
-    result: dict[str, Any] | None = attrs.field(
-        default=None, hash=False, repr=_summary, validator=attrs.validators.optional(attrs.validators.instance_of(dict))
-    )
+    result: dict[str, Any] | None = attrs.field(default=None, hash=False, repr=_summary, validator=_dict)
     error_message: str | None = attrs.field(default=None, validator=_text)
     error_code: int | float | None = attrs.field(default=None, validator=_number)
     created_at: datetime.datetime | None = attrs.field(default=None, validator=_moment)
@@ -149,10 +141,7 @@ class Task:
         return TaskRef(self.service, self.id)
 
     def to_dict(self) -> dict[str, Any]:
-        """The task as JSON-ready data: keys as the API names them, plus ``service``.
-
-        Fields the answer left out are left out; ``extra`` fields come back as sent.
-        """
+        """JSON-ready data: keys as the API names them, plus ``service``; absent fields left out, ``extra`` as sent."""
         data: dict[str, Any] = {"service": self.service, **self.extra}
         for name, (_, key) in _FIELDS.items():
             value = self.raw_status if name == "status" else getattr(self, name)
@@ -199,9 +188,8 @@ class TaskRef:
         return f"{self.service} task {self.id!r}"
 
 
-# Task attribute -> (generated model attribute, JSON key), for the documented fields: all
-# but ``id`` keep the model's name, whose camelCase is the key. A field the spec adds later
-# is not here and lands in `Task.extra` under its JSON key.
+# Task attribute -> (generated model attribute, JSON key) for the documented fields: all but ``id`` keep the
+# model's name, whose camelCase is the key. A field a later spec adds lands in `Task.extra` under its JSON key.
 _FIELDS: Final = {
     name: ((attr := "task_id" if name == "id" else name), re.sub("_(.)", lambda m: m[1].upper(), attr))
     for name in attrs.fields_dict(Task)
@@ -214,16 +202,12 @@ _NULLABLE_KEYS: Final = _KNOWN_KEYS - {"taskId", "status"}
 def _aware(value: object) -> object:
     if not isinstance(value, datetime.datetime):
         return value  # the Task's validator says what is wrong
-    # A timestamp without an offset is taken as UTC, the API's clock; any other is
-    # converted to UTC so that tasks compare and print alike.
+    # Naive timestamps are in UTC, the API's clock; others are converted to UTC, so that tasks compare and print alike.
     return value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value.astimezone(datetime.UTC)
 
 
 def parse_task(service: Service, payload: object, *, task_id: str | None = None) -> Task:
-    """Merge a decoded ``TaskResultDto`` answer of ``service`` into a `Task`.
-
-    Raises `ResponseValidationError` when the payload does not fit the generated model.
-    """
+    """Merge a decoded ``TaskResultDto`` of ``service`` into a `Task`; `ResponseValidationError` if it does not fit."""
 
     def invalid(why: str, cause: Exception | None = None) -> NoReturn:
         message = f"{service.name} task {task_id!r}: invalid TaskResultDto: {why}"
@@ -234,12 +218,10 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
     raw_status = payload.get("status")
     if not isinstance(raw_status, str):
         invalid(f"'status' must be a string, got {_summary(raw_status)}")
-    # A documented optional field sent as null reads as absent (the generated parser
-    # would choke on a null date).
+    # A documented optional field sent as null reads as absent (the generated parser would choke on a null date).
     payload = {k: v for k, v in payload.items() if v is not None or k not in _NULLABLE_KEYS}
     if raw_status not in service.status_enum._value2member_map_:
-        # The generated enum rejects values it does not know; parse the rest with a
-        # stand-in so a status the API adds later becomes UNKNOWN, not an error.
+        # The generated enum rejects unknown values: parse with a stand-in, so a new status is UNKNOWN, not an error.
         payload = {**payload, "status": next(iter(service.status_enum)).value}
     try:
         model = service.model.from_dict(payload)
@@ -254,8 +236,7 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
     status = typing.cast(TaskStatus, TaskStatus._value2member_map_.get(raw_status, TaskStatus.UNKNOWN))
     try:
         values["created_at"], values["finished_at"] = _aware(values["created_at"]), _aware(values["finished_at"])
-        # Everything the answer holds beyond the documented fields, as sent: unknown
-        # fields and fields a newer spec added alike.
+        # Every other field of the answer, as sent: unknown ones and those a newer spec added alike.
         extra = {key: value for key, value in payload.items() if key not in _KNOWN_KEYS}
         return Task(service=service.name, status=status, raw_status=raw_status, extra=extra, **values)
     except OverflowError as exc:  # a valid timestamp that does not fit in UTC (year 1 or 9999)
