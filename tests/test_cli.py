@@ -548,6 +548,7 @@ def test_a_surrogate_in_a_record_keeps_the_output_file_valid(server: FakeMountse
         ("--poll", "nan", "a number of seconds > 0"),
         ("--max-concurrency", "0", "a whole number >= 1"),
         ("--max-concurrency", "1.5", "a whole number >= 1"),
+        ("--max-rate", "0", "a number of requests per second > 0"),
     ],
 )
 def test_bad_numbers_are_said_in_the_command_lines_words(option: str, value: str, what: str) -> None:
@@ -555,3 +556,13 @@ def test_bad_numbers_are_said_in_the_command_lines_words(option: str, value: str
     assert done.returncode == 2
     assert done.stderr.startswith(f"mountsea: error: argument {option}: must be {what}, not '{value}'")
     assert "None" not in done.stderr  # the library's words ("... or None") stay out of it
+
+
+def test_max_rate_spaces_the_requests(server: FakeMountsea) -> None:
+    for task_id in ("a", "b", "c", "d"):
+        server.add_task("producer", task_id, ["completed"])
+    done = _cli(server, "wait", "producer", "a", "b", "c", "d", "--max-rate", "10", "-q")
+    assert done.returncode == 0, done.stderr
+    times = sorted(request.time for request in server.requests)
+    assert len(times) == 4
+    assert times[-1] - times[0] >= 0.3 * 0.9  # four requests at 10/s: three gaps of 0.1 s (a token bucket, no burst)

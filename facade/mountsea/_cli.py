@@ -123,7 +123,15 @@ def _parser() -> argparse.ArgumentParser:
         type=_number(float, 1e-9, "a number of seconds > 0"),
         default=None,
         metavar="S",
-        help="poll every S seconds (default: 1.5 s growing to 5 s)",
+        help="poll every S seconds (default: when each task is likely done, once finished tasks have been seen;"
+        " 1.5 s growing to 5 s until then)",
+    )
+    wait.add_argument(
+        "--max-rate",
+        type=_number(float, 1e-9, "a number of requests per second > 0"),
+        default=None,
+        metavar="R",
+        help="at most R requests per second (default: as fast as the server's limit allows)",
     )
     wait.add_argument(
         "--max-concurrency",
@@ -388,7 +396,7 @@ def _client(args: argparse.Namespace) -> mountsea.Mountsea:
         msg = "no API key: set MOUNTSEA_API_KEY to your Mountsea API key"
         raise _UsageError(msg)
     try:
-        return mountsea.Mountsea(base_url=args.base_url)
+        return mountsea.Mountsea(base_url=args.base_url, max_rate=getattr(args, "max_rate", None))
     except mountsea.ConfigurationError as exc:
         raise _UsageError(_base_url_message(str(exc), args.base_url)) from None
 
