@@ -228,7 +228,8 @@ class _Workers:
         except BaseException as exc:  # handed to the caller's thread, which raises it
             outcome = exc
         idle.release()  # before the reply: the batch may submit its next job on seeing it
-        reply(outcome)
+        with contextlib.suppress(RuntimeError):  # its event loop closed: nobody waits for the answer
+            reply(outcome)
 
 
 # Every pool, to forget its threads in a forked child: they did not survive the fork,
