@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any, Self
 
 import httpx
@@ -60,36 +60,35 @@ class AsyncMountsea(
             self._sender = AsyncHttpxSender(http_client, self._headers, owned=False)
         elif http2 and http_client is None:
             self._sender = AsyncHttpxSender(new_httpx(httpx.AsyncClient, self._headers, http2=True), None, owned=True)
-        # The default: a sync httpx client on worker threads (see `_client`).
-        self._threads = HttpxOnThreads(None, self._headers) if self._sender is None else None
+        self._threads = HttpxOnThreads(None, self._headers) if self._sender is None else None  # the default
 
     async def _send(self, request: Request) -> Outcome:
-        try:
-            # httpx's timeouts apply to each read: a server trickling its answer would outlast
-            # them. The budget bounds the request as a whole.
-            async with asyncio.timeout(request.budget):
-                return await self._exchange(request)
+        try:  # httpx's timeouts bound each read, which a trickled answer outlasts: the budget bounds it all
+            async with asyncio.timeout(request.budget) if request.budget is not None else contextlib.nullcontext():
+                if self._threads is None:
+                    assert self._sender is not None
+                    return await self._sender.send(request)
+                # A future of the loop, set on the loop: cheaper than wrapping a thread's. An answer given up on is dropped.
+                loop = asyncio.get_running_loop()
+                future: asyncio.Future[Outcome] = loop.create_future()
+                self._threads.submit(
+                    request,
+                    lambda got: loop.call_soon_threadsafe(lambda: None if future.done() else future.set_result(got)),
+                )
+                return await future
         except TimeoutError:  # asyncio.timeout's: the drivers turn their own into APIErrors
             return request_error(request, "no complete answer before the deadline", kind=APITimeoutError)
 
-    async def _exchange(self, request: Request) -> Outcome:
-        if self._threads is not None:
-            answered: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
-            answered.set_running_or_notify_cancel()  # not cancellable: an answer given up on is dropped
-            self._threads.submit(request, answered.set_result)
-            return await asyncio.wrap_future(answered)
-        assert self._sender is not None
-        return await self._sender.send(request)
-
     async def _one(self, scheduler: Scheduler, on_update: OnUpdate) -> Task:
-        return await anext(self._stream(scheduler, on_update))
+        async with contextlib.aclosing(self._stream(scheduler, on_update)) as stream:
+            return await anext(stream)  # closed at once, not by a task the GC's finaliser would wake the loop for
 
     async def _collect(self, scheduler: Scheduler, on_update: OnUpdate) -> list[Task]:
         async for _ in self._stream(scheduler, on_update):
             pass
         return scheduler.results()
 
-    async def _stream(self, scheduler: Scheduler, on_update: OnUpdate) -> AsyncIterator[Task]:
+    async def _stream(self, scheduler: Scheduler, on_update: OnUpdate) -> AsyncGenerator[Task, None]:
         running: dict[asyncio.Future[Outcome], Tracked] = {}
         try:
             while True:
