@@ -381,3 +381,30 @@ def test_import_mountsea_leaves_asyncio_until_async_mountsea_is_used() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.split() == ["False", "True", "mountsea"]
+
+
+def test_an_answer_given_up_on_does_not_break_the_workers_once_its_loop_is_closed() -> None:
+    """A worker that answers after the loop it answers to was closed must live on to serve the next loop."""
+    import asyncio
+    import time
+
+    from mountsea.testing import Fault, FakeMountsea
+
+    with FakeMountsea(api_key="sk-loop") as server:
+        server.add_task("producer", "slow", ["completed"])
+        server.add_task("producer", "next", ["completed"])
+        server.inject(Fault.delay(0.6), task_id="slow")
+        client = mountsea.AsyncMountsea(api_key="sk-loop", base_url=server.url)
+
+        async def give_up() -> None:
+            with pytest.raises(mountsea.WaitTimeoutError):
+                await client.producer.tasks.wait("slow", timeout=0.2)
+
+        asyncio.run(give_up())  # the loop closes while the worker still waits for the slow answer
+
+        async def then_read() -> mountsea.Task:
+            return await asyncio.wait_for(client.producer.tasks.get("next"), 5)
+
+        time.sleep(0.6)  # the slow answer arrives; its loop is gone
+        assert asyncio.run(then_read()).status is mountsea.TaskStatus.COMPLETED
+        asyncio.run(client.aclose())
