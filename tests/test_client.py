@@ -388,7 +388,7 @@ def test_an_answer_given_up_on_does_not_break_the_workers_once_its_loop_is_close
     import asyncio
     import time
 
-    from mountsea.testing import Fault, FakeMountsea
+    from mountsea.testing import FakeMountsea, Fault
 
     with FakeMountsea(api_key="sk-loop") as server:
         server.add_task("producer", "slow", ["completed"])
