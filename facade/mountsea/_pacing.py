@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["Pacer", "advertised"]
+__all__ = ["Pacer", "advertised", "advertises"]
 
 DECREASE: Final = 0.85  # a 429 cuts the rate to this share of the rate the server accepted
 INCREASE: Final = 0.015  # requests/s gained per accepted request: from 17 back to 20 req/s in 10 s
@@ -45,6 +45,11 @@ def _items(value: str) -> list[dict[str, float]]:
                 params[key] = number
         items.append(params)
     return items
+
+
+def advertises(headers: Mapping[str, str]) -> bool:
+    """True if an answer's headers speak of a rate limit (most answers do not: the quick test first)."""
+    return any("ratelimit" in name.lower() for name in headers)
 
 
 def advertised(headers: Mapping[str, str], date: float | None) -> tuple[float | None, list[tuple[float, float]]]:
@@ -116,6 +121,8 @@ class Pacer:
         elif now - self._cut >= CALM and _rate(self._answered) > FLOOR:  # slower clients are left to the backoff
             self.learned = max(FLOOR, DECREASE * min(_rate(self._accepted), self.learned or math.inf))
             self._cut = now
+        if not advertises(headers):
+            return
         policy, windows = advertised(headers, date)
         if policy is not None:
             self._policy = policy

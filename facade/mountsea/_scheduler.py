@@ -36,7 +36,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._learning import Durations, age_of, duration_of
-from ._pacing import Pacer
+from ._pacing import Pacer, advertises
 from ._retry import PollPolicy, http_date, is_retryable, retry_delay
 from ._task import Task, TaskRef, TaskStatus
 
@@ -234,7 +234,11 @@ class Scheduler:
         self._sent.discard(tracked)
         date = None
         if headers is not None:
-            self.state.answered, date = True, http_date(headers.get("date", ""))
+            self.state.answered = True
+            # Parsed only when of use (about 9 µs): for a limit's reset, or the age of a task to poll again.
+            unfinished = isinstance(outcome, Task) and not outcome.done and tracked.born is None
+            if unfinished or advertises(headers):
+                date = http_date(headers.get("date", ""))
             status = outcome.status_code if isinstance(outcome, APIStatusError) else 200
             self.state.pacer.observe(status, headers, now, date)
         if self.call.one_round and tracked.polls + tracked.failures == 0:
