@@ -1,0 +1,335 @@
+"""What a client learns of task durations, and the polls it then places, pure, on a virtual clock."""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import itertools
+import random
+import statistics
+from collections.abc import Sequence
+
+import pytest
+
+import mountsea
+from mountsea._learning import MIN_SAMPLES, SAMPLES, Durations, age_of, duration_of
+from mountsea._pacing import Pacer
+from mountsea._retry import PollPolicy
+from mountsea._scheduler import Call, ClientState, Scheduler
+from tests.helpers import make_task
+
+SERVER_CLOCK = 1_900_000_000  # the server's Unix time at virtual time 0 (a whole second: Date is exact then)
+UNIFORM = [10 + 10 * i / 19 for i in range(20)]  # 20 durations, 10 s to 20 s
+OLD_CURVE = [1.5, 2.25, 3.375, 5.0, 5.0]  # PollPolicy()'s pauses without jitter
+ADAPTIVE = PollPolicy(latency=2.5, jitter=0)  # PollPolicy.adaptive(), without jitter: exact pauses
+REF = mountsea.TaskRef("producer", "t")
+
+
+def _durations(seconds: Sequence[float]) -> Durations:
+    durations, rng = Durations(), random.Random(0)
+    for took in seconds:
+        durations.add(took, rng)
+    return durations
+
+
+def _state(seconds: Sequence[float] = (), max_rate: float | None = None) -> ClientState:
+    state = ClientState(rng=random.Random(0), pacer=Pacer(max_rate))
+    state.durations["producer"] = _durations(seconds)
+    return state
+
+
+def _moment(unix: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(unix, datetime.UTC)
+
+
+def _call(policy: PollPolicy = ADAPTIVE, *, single: bool = True) -> Call:
+    return Call(until_done=True, single=single, deadline=None, policy=policy, max_retries=2, raise_on_failure=single)
+
+
+class World:
+    """Tasks on a virtual server: each created at a virtual time, done a number of seconds later.
+
+    Its answers carry the server's ``Date`` and the task's ``createdAt`` (``finishedAt`` once
+    done) on its own clock, ``skew`` seconds off any other; with ``dated=False``, neither.
+    """
+
+    def __init__(self, tasks: dict[mountsea.TaskRef, tuple[float, float]], *, skew: float = 0, dated: bool = True):
+        self.tasks, self.skew, self.dated = tasks, skew, dated
+        self.sent: list[tuple[float, mountsea.TaskRef]] = []
+
+    def answer(self, ref: mountsea.TaskRef, now: float) -> tuple[mountsea.Task, dict[str, str]]:
+        self.sent.append((now, ref))
+        created, took = self.tasks[ref]
+        done = now >= created + took
+        if not self.dated:
+            return make_task("completed" if done else "processing", service=ref.service, task_id=ref.id), {}
+        clock = SERVER_CLOCK + self.skew
+        task = make_task(
+            "completed" if done else "processing",
+            service=ref.service,
+            task_id=ref.id,
+            created_at=_moment(clock + created),
+            finished_at=_moment(clock + created + took) if done else None,
+        )
+        return task, {"date": email.utils.formatdate(clock + now, usegmt=True)}
+
+    def times(self, ref: mountsea.TaskRef = REF) -> list[float]:
+        return [now for now, sent in self.sent if sent == ref]
+
+
+def run(world: World, *schedulers: Scheduler, start: float = 0.0) -> list[mountsea.Task]:
+    """Run calls side by side like front ends would, each answer coming back at once."""
+    now, active, handed = start, list(schedulers), []
+    while active:
+        waits = []
+        for scheduler in list(active):
+            plan = scheduler.plan(now)
+            handed += plan.ready
+            if plan.done:
+                active.remove(scheduler)
+                continue
+            for tracked, _ in plan.send:
+                task, headers = world.answer(tracked.ref, now)
+                scheduler.record(tracked, task, now, headers)
+            waits.append(0.0 if plan.send or plan.ready else plan.wait)
+        if active:
+            wait = min(waits, key=lambda w: float("inf") if w is None else w)
+            assert wait is not None, "nothing in flight to wait for"
+            now += wait
+    return handed
+
+
+def _wait(world: World, state: ClientState, policy: PollPolicy = ADAPTIVE, start: float = 0.0) -> mountsea.Task:
+    [task] = run(world, Scheduler([REF], call=_call(policy), state=state, now=start), start=start)
+    return task
+
+
+def _gaps(times: list[float]) -> list[float]:
+    return [round(b - a, 3) for a, b in itertools.pairwise(times)]
+
+
+# -- Durations ------------------------------------------------------------------------------------
+
+
+def test_the_reservoir_stays_bounded_and_uniform_however_many_are_added() -> None:
+    durations = _durations(range(10_000))  # in order of arrival: a biased sample would show it
+    kept = list(durations._sorted)  # the sample itself: nothing else says how much is kept
+    assert len(kept) == SAMPLES == 200
+    assert 4_300 < statistics.fmean(kept) < 5_700
+    assert min(kept) < 1_000
+    assert max(kept) > 9_000
+    assert kept == sorted(kept)
+
+
+def test_ready_at_twenty_durations_and_no_delay_before() -> None:
+    assert MIN_SAMPLES == 20
+    durations = _durations(UNIFORM[:19])
+    assert not durations.ready
+    assert durations.next_delay(0.0, 2.5) is None
+    durations.add(UNIFORM[19], random.Random(0))
+    assert durations.ready
+    assert durations.next_delay(0.0, 2.5) is not None
+
+
+def test_no_delay_for_a_task_older_than_any_seen() -> None:
+    durations = _durations(UNIFORM)
+    assert durations.next_delay(30.0, 2.5) is None  # the caller's fixed curve takes over
+
+
+@pytest.mark.parametrize("latency", [0.5, 1.0, 2.5])
+def test_no_poll_in_the_dead_zone_before_the_shortest_duration(latency: float) -> None:
+    durations = _durations(UNIFORM)
+    first = durations.next_delay(0.0, latency)
+    assert first is not None
+    # None can finish before 10 s: the first pause from age 0 skips (nearly) all of it.
+    assert first >= 0.85 * min(UNIFORM)
+    if latency >= 2.5:
+        assert first >= min(UNIFORM)
+
+
+def _ages(durations: Durations, latency: float, until: float) -> list[float]:
+    """The ages a task is polled at, from age 0, while the learned durations place them."""
+    ages = [0.0]
+    while ages[-1] < until and (pause := durations.next_delay(ages[-1], latency)) is not None:
+        ages.append(ages[-1] + pause)
+    return ages
+
+
+def test_pauses_shrink_as_completions_grow_likely() -> None:
+    # Uniform over 10-20 s: the hazard of finishing grows as 1 / (20 - age), so the pauses shrink.
+    ages = _ages(_durations(UNIFORM), 1.0, 19.0)
+    inside = [b - a for a, b in itertools.pairwise(ages) if 10 <= a < 19]
+    assert len(inside) >= 3
+    assert inside == sorted(inside, reverse=True)
+
+
+def test_pauses_are_dense_where_completions_are_likely_and_sparse_between() -> None:
+    # Half the tasks take 10-11 s, half 30-31 s: none ends between.
+    durations = _durations([10 + i / 10 for i in range(10)] + [30 + i / 10 for i in range(10)])
+    ages = _ages(durations, 1.0, 32.0)
+    pauses = list(itertools.pairwise(ages))
+    in_cluster = [b - a for a, b in pauses if 8 <= a < 12]
+    across_gap = [b - a for a, b in pauses if 12 <= a < 28]
+    assert in_cluster
+    assert max(across_gap) > 2 * max(in_cluster)
+    assert any(9 <= a <= 12 for a in ages)  # polled where they end
+    assert any(29 <= a <= 32 for a in ages)
+
+
+def test_done_probability_is_conditional_on_not_done_before() -> None:
+    durations = _durations(UNIFORM)
+    assert durations.done_probability(0.0, 5.0) == 0.0
+    assert durations.done_probability(0.0, 15.0) == pytest.approx(0.5, abs=0.05)
+    assert durations.done_probability(15.0, 17.5) == pytest.approx(0.5, abs=0.07)  # (0.75 - 0.5) / (1 - 0.5)
+    assert durations.done_probability(0.0, 30.0) == 1.0
+    assert durations.done_probability(30.0, 31.0) == 1.0  # older than any seen: surely done
+    chances = [durations.done_probability(12.0, age) for age in range(12, 22)]
+    assert chances == sorted(chances)
+
+
+# -- ages and durations of a Task -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("skew", [0.0, 5 * 3600.0, -7 * 3600.0])
+def test_the_age_is_read_on_the_servers_clock_alone(skew: float) -> None:
+    # A server hours ahead of or behind ours: its Date and its createdAt move together.
+    local = datetime.datetime.now(datetime.UTC).timestamp()
+    task = make_task("processing", created_at=_moment(local + skew - 42.5))
+    assert age_of(task, local + skew) == pytest.approx(42.5)
+    assert age_of(task, local + skew - 60) == 0.0  # a Date before createdAt: no negative age
+    assert age_of(task, None) is None
+    assert age_of(make_task("processing"), local) is None  # no createdAt
+
+
+def test_a_duration_is_finished_at_minus_created_at_of_a_finished_task() -> None:
+    created = _moment(SERVER_CLOCK)
+    finished = _moment(SERVER_CLOCK + 75.25)
+    assert duration_of(make_task("completed", created_at=created, finished_at=finished)) == 75.25
+    assert duration_of(make_task("failed", created_at=created, finished_at=finished)) == 75.25
+    assert duration_of(make_task("processing", created_at=created, finished_at=finished)) is None
+    assert duration_of(make_task("completed", created_at=created)) is None
+    assert duration_of(make_task("completed", finished_at=finished)) is None
+    assert duration_of(make_task("completed", created_at=finished, finished_at=created)) is None  # negative
+
+
+# -- the scheduler, on a virtual clock ------------------------------------------------------------
+
+
+def test_a_client_that_knows_the_durations_skips_the_polls_that_cannot_see_the_task_done() -> None:
+    fresh, learned = World({REF: (0.0, 15.0)}), World({REF: (0.0, 15.0)})
+    assert _wait(fresh, _state()).succeeded
+    assert _wait(learned, _state(UNIFORM)).succeeded
+    assert _gaps(fresh.times()) == OLD_CURVE  # 0, 1.5, 3.75, 7.1, 12.1 then 17.1: seen done
+    polls = learned.times()
+    assert len(polls) < len(fresh.times())
+    assert [t for t in polls if 0 < t < 10] == []  # nothing can finish before 10 s
+    assert polls[-1] >= 15.0
+
+
+@pytest.mark.parametrize("known", [0, 1, 19])
+def test_until_twenty_durations_are_known_polls_follow_the_old_curve(known: int) -> None:
+    world = World({REF: (0.0, 15.0)})
+    _wait(world, _state(UNIFORM[:known]))
+    assert _gaps(world.times()) == OLD_CURVE
+
+
+def test_a_fixed_policy_keeps_its_meaning_whatever_was_learned() -> None:
+    world = World({REF: (0.0, 15.0)})
+    _wait(world, _state(UNIFORM), PollPolicy.fixed(2.0))
+    assert _gaps(world.times()) == [2.0] * 8  # 0, 2, ... 16: seen done
+
+
+@pytest.mark.parametrize("skew", [0.0, 9 * 3600.0, -9 * 3600.0])
+def test_the_age_comes_from_the_servers_date_and_created_at(skew: float) -> None:
+    # The task was 6 s old when first seen: its next poll is placed from age 6, not 0.
+    learned = _durations(UNIFORM)
+    from_six, from_zero = learned.next_delay(6.0, 2.5), learned.next_delay(0.0, 2.5)
+    assert from_six is not None
+    assert from_zero is not None
+    world = World({REF: (-6.0, 15.0)}, skew=skew)
+    _wait(world, _state(UNIFORM))
+    first, second = world.times()[:2]
+    assert second - first == pytest.approx(from_six)
+    assert second - first < from_zero - 3  # from age 0, it would come 4 s later
+
+
+def test_without_date_or_created_at_the_age_counts_from_when_the_call_began() -> None:
+    learned = _durations(UNIFORM)
+    world = World({REF: (-6.0, 15.0)}, dated=False)
+    _wait(world, _state(UNIFORM), start=0.0)
+    first, second = world.times()[:2]
+    assert second - first == pytest.approx(learned.next_delay(0.0, 2.5))
+
+
+def test_a_batch_learns_its_durations_when_it_ends() -> None:
+    # Learnt mid-batch, the durations would be only the short ones: those that finished first.
+    refs = [mountsea.TaskRef("producer", f"t{i}") for i in range(MIN_SAMPLES)]
+    world = World({ref: (0.0, 1.0 + i) for i, ref in enumerate(refs)})
+    state = _state()
+    scheduler = Scheduler(refs, call=_call(PollPolicy.fixed(1.0), single=False), state=state, now=0.0)
+    now = 0.0
+    while not (plan := scheduler.plan(now)).done:
+        assert not state.durations["producer"].ready
+        for tracked, _ in plan.send:
+            task, headers = world.answer(tracked.ref, now)
+            scheduler.record(tracked, task, now, headers)
+        if not (plan.send or plan.ready):
+            now += plan.wait or 0.0
+    assert now == MIN_SAMPLES  # the last finished at 20 s
+    assert state.durations["producer"].ready
+    assert state.durations["producer"].next_delay(0.0, 2.5) is not None
+
+
+@pytest.mark.parametrize("method", ["get", "wait"])
+def test_single_calls_learn_at_once(method: str) -> None:
+    state = _state()
+    for i in range(MIN_SAMPLES):
+        ref = mountsea.TaskRef("producer", f"t{i}")
+        call = (
+            _call()
+            if method == "wait"
+            else Call(until_done=False, single=True, deadline=None, policy=ADAPTIVE, max_retries=2)
+        )
+        assert not state.durations["producer"].ready
+        run(World({ref: (0.0, 10.0 + i)}), Scheduler([ref], call=call, state=state, now=100.0), start=100.0)
+    assert state.durations["producer"].ready
+    assert not state.durations["xai"].ready  # per service
+
+
+def test_max_rate_spaces_the_requests_of_every_call_and_service() -> None:
+    producer = [mountsea.TaskRef("producer", f"p{i}") for i in range(6)]
+    xai = [mountsea.TaskRef("xai", f"x{i}") for i in range(6)]
+    world = World(dict.fromkeys(producer + xai, (0.0, 0.0)))  # all done: one request each
+    state = _state(max_rate=4)
+    calls = [
+        Scheduler(refs, call=_call(single=False), state=state, now=0.0, max_concurrency=16) for refs in (producer, xai)
+    ]
+    done = run(world, *calls)
+    assert len(done) == 12
+    times = [now for now, _ in world.sent]
+    assert len(times) == 12
+    assert min(_gaps(times)) >= 0.25  # a token every 1/4 s, shared by both calls
+    assert times[-1] == pytest.approx(11 * 0.25)
+
+
+def test_when_the_rate_binds_the_due_tasks_most_likely_done_go_first() -> None:
+    t0, t1, t2 = refs = [mountsea.TaskRef("producer", f"t{i}") for i in range(3)]
+    # First seen at 0, 1 and 2 s, then 11, 16 and 0 s old; none finishes here.
+    world = World({t0: (-11.0, 1e6), t1: (-15.0, 1e6), t2: (2.0, 1e6)})
+    state = _state(UNIFORM, max_rate=1)
+    scheduler = Scheduler(
+        refs, call=_call(PollPolicy.fixed(1.0), single=False), state=state, now=0.0, max_concurrency=3
+    )
+    for now in (0.0, 1.0, 2.0, 4.0):  # a slow driver: by 4 s all three are due, one token to spend
+        plan = scheduler.plan(now)
+        [(tracked, _)] = plan.send
+        task, headers = world.answer(tracked.ref, now)
+        scheduler.record(tracked, task, now, headers)
+    # First looks first (t1 and t2 though t0 was due), then the likeliest done: t1, 19 s old of 10-20 s (earliest due, t0 would go).
+    assert [ref for _, ref in world.sent] == [t0, t1, t2, t1]
+    likely = {
+        ref: state.durations["producer"].done_probability(since, 4.0 - born)
+        for ref, since, born in ((t0, 11, -11), (t1, 16, -15), (t2, 0, 2))
+    }
+    assert max(likely, key=likely.__getitem__) == t1
+    assert likely[t0] > likely[t2]
