@@ -174,6 +174,16 @@ def test_max_rate_spaces_requests_without_a_burst() -> None:
         assert sum(start <= t < start + 1.0 for t in sent) <= 16 + 1
 
 
+def test_the_first_paced_request_is_not_free() -> None:
+    # Requests went unpaced until an answer told the limit: the next one waits a token from that answer,
+    # or a window of q requests would see q + 1.
+    pacer = Pacer()
+    assert pacer.take(0.0) == 0.0
+    pacer.observe(200, {"ratelimit-policy": '"default";q=4;w=1'}, 0.01, None)
+    assert pacer.take(0.01) == pytest.approx(0.25)
+    assert pacer.take(0.26) == 0.0
+
+
 def test_a_window_spent_blocks_until_its_reset() -> None:
     pacer = Pacer()
     pacer.observe(200, {"ratelimit": '"default";r=0;t=3'}, 10.0, None)

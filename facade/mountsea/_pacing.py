@@ -113,6 +113,8 @@ class Pacer:
 
     def observe(self, status_code: int, headers: Mapping[str, str], now: float, date: float | None) -> None:
         """An answer of ``status_code`` came at ``now``; ``date`` is its ``Date`` (Unix time), if it has one."""
+        if self.rate(now) is None:  # requests went unpaced: should a ceiling come now, the next waits a token
+            self._tokens, self._filled = 0.0, now
         self._answered.append(now)
         if status_code != 429:
             self._accepted.append(now)
