@@ -190,8 +190,19 @@ def test_a_window_spent_blocks_until_its_reset() -> None:
     assert pacer.rate(10.0) == 0.0
     assert pacer.take(10.0) == pytest.approx(3.0)
     assert pacer.take(12.5) == pytest.approx(0.5)
-    assert pacer.take(13.0) == 0.0  # reset: the window says no more
-    assert pacer.rate(13.0) is None
+    assert pacer.take(13.0) == 0.0  # reset: one request goes, and its answer tells the next window
+    assert pacer.rate(13.0) == FLOOR
+    assert pacer.take(13.0) == pytest.approx(1.0)
+
+
+def test_past_a_reset_requests_keep_the_windows_pace_until_an_answer_tells_the_next() -> None:
+    # Unpaced, every due task would go at once into the new window, before its first answer says how big it is.
+    pacer = Pacer()
+    pacer.observe(200, {"ratelimit": '"default";r=4;t=1'}, 10.0, None)
+    assert pacer.rate(12.0) == pytest.approx(4.0)
+    assert [pacer.take(12.0) for _ in range(3)] == [0.0, pytest.approx(0.25), pytest.approx(0.25)]
+    pacer.observe(200, {"ratelimit": '"default";r=9;t=1'}, 12.01, None)
+    assert pacer.rate(12.01) == pytest.approx(9.0)
 
 
 def test_what_is_left_of_a_window_is_spread_over_it() -> None:

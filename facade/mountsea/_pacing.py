@@ -85,7 +85,7 @@ class Pacer:
         self.max_rate = max_rate
         self.learned: float | None = None  # the 429-taught rate, None until the first 429
         self._policy: float | None = None  # the server's advertised quota per second
-        self._window: tuple[float, float] | None = None  # (rate, until): what is left of the server's window
+        self._window: tuple[float, float, float] | None = None  # (rate, until, pace after): the server's window
         self._tokens, self._filled = 1.0, -math.inf  # the bucket holds at most one request: no burst
         self._answered: deque[float] = deque(maxlen=RECENT)  # when the last answers came
         self._accepted: deque[float] = deque(maxlen=RECENT)  # ... and the last not 429
@@ -93,7 +93,7 @@ class Pacer:
 
     def rate(self, now: float) -> float | None:
         """Requests per second allowed at ``now`` (None: no ceiling)."""
-        window = self._window[0] if self._window is not None and now < self._window[1] else None
+        window = None if self._window is None else self._window[0] if now < self._window[1] else self._window[2]
         return min((r for r in (self.max_rate, self.learned, self._policy, window) if r is not None), default=None)
 
     def take(self, now: float) -> float:
@@ -130,4 +130,7 @@ class Pacer:
             self._policy = policy
         if windows:
             remaining, reset = min(windows, key=lambda w: w[0] / w[1] if w[1] else math.inf)
-            self._window = (remaining / reset if reset else math.inf, now + reset)
+            rate = remaining / reset if reset else math.inf
+            # Past the reset, until an answer tells the next window, the pace this one had: not a burst into it.
+            pace = max(FLOOR, rate) if 0 < rate < math.inf else FLOOR if self._window is None else self._window[2]
+            self._window = (rate, now + reset, pace)
