@@ -251,6 +251,14 @@ def test_a_429_cuts_the_rate_to_a_share_of_the_accepted_rate_and_answers_raise_i
     assert pacer.learned == pytest.approx(17.0 + 100 * INCREASE)  # +1.5 req/s after 100 answers
 
 
+def test_a_burst_accepted_is_measured_over_a_second() -> None:
+    # Ten answers in 10 ms are not a rate of 900/s: the server accepted ten in the last second.
+    pacer = Pacer()
+    last = _accepted_at(pacer, 1000.0, 0.0, 10)
+    pacer.observe(429, {}, last + 0.001, None)
+    assert pacer.learned == pytest.approx(DECREASE * 9)
+
+
 def test_one_cut_per_calm_second() -> None:
     # The 429s to requests sent at the old rate, before the cut took effect, cut no further.
     pacer = Pacer()

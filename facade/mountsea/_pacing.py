@@ -73,9 +73,8 @@ def advertised(headers: Mapping[str, str], date: float | None) -> tuple[float | 
 
 
 def _rate(times: deque[float]) -> float:
-    """Events per second over ``times``, the moments of the last few."""
-    span = times[-1] - times[0] if len(times) > 1 else 0.0
-    return (len(times) - 1) / span if span > 0 else 0.0
+    """Events per second over ``times``, the moments of the last few, over a second at least: a burst is no rate."""
+    return (len(times) - 1) / max(times[-1] - times[0], CALM) if times else 0.0
 
 
 class Pacer:
