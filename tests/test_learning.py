@@ -176,6 +176,19 @@ def test_pauses_are_dense_where_completions_are_likely_and_sparse_between() -> N
     assert any(29 <= a <= 32 for a in ages)
 
 
+@pytest.mark.parametrize(
+    "seconds",
+    [[60.0] * 20, [10.0] * 10 + [20.0] * 10, [float(5 + i % 4) for i in range(40)]],
+    ids=["one-value", "two-values", "whole-seconds"],
+)
+@pytest.mark.parametrize("latency", [0.25, 2.5])
+def test_durations_that_repeat_still_give_pauses_within_reach(seconds: list[float], latency: float) -> None:
+    # A server writing whole seconds repeats its durations: the sample is a few steps, not a curve.
+    ages = _ages(_durations(seconds), latency, max(seconds))
+    assert ages[1] <= 1.5 * max(seconds)  # the first poll after the first comes while tasks may still finish
+    assert ages[-1] <= 2 * max(seconds) + 2 * latency
+
+
 def test_done_probability_is_conditional_on_not_done_before() -> None:
     durations = _durations(UNIFORM)
     assert durations.done_probability(0.0, 5.0) == 0.0
