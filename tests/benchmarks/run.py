@@ -4,7 +4,8 @@ Throughput runs against nginx and a 100 ms latency server (`servers`); per-call,
 and memory benchmarks against a `FakeMountsea` child process. Prints a markdown report and
 writes it to ``tests/benchmarks/README.md``. Exits 0 when targets are missed (the report says
 so) and non-zero when a benchmark crashes. ``--full`` also runs the memory fan-outs that do
-not fit the time budget (async, 10,000 tasks).
+not fit the time budget (async, 10,000 tasks). Last, the polling schedule is simulated on a
+virtual clock (`simulate`: its own report, ``SCHEDULE.md``); ``--schedule`` runs only that.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import calls
 import fanout
 import heap
+import simulate
 import throughput
 from fakeserver import ServerProcess
 from servers import LATENCY
@@ -336,6 +338,7 @@ def report(
     fronts: list[FrontResults],
     took: float,
     load: tuple[float, float],
+    schedule: simulate.Measurements,
     *,
     full: bool,
 ) -> str:
@@ -347,8 +350,8 @@ def report(
     versions = ", ".join(f"{name} {version(name)}" for name in ("httpx", "httpcore", "aiohttp", "h2", "sniffio"))
     return f"""# Benchmarks
 
-`make bench` runs `tests/benchmarks/run.py` (five to seven minutes), prints this report and
-rewrites this file. It installs Debian's `nginx-light` first when `nginx` is missing (as root).
+`make bench` runs `tests/benchmarks/run.py` (seven to nine minutes), prints this report and
+rewrites this file, and [SCHEDULE.md](SCHEDULE.md) with its picture (`make bench ARGS=--schedule`: those alone). It installs Debian's `nginx-light` first when `nginx` is missing (as root).
 Every server listens on 127.0.0.1 in a process of its own, and every client figure comes from a
 fresh process, so that the client's CPU, memory and GIL are its own. `make test` does not collect
 these files. `run.py` exits 0 when a target is missed, non-zero when a benchmark crashes;
@@ -439,6 +442,13 @@ request. The httpcore row is the prototype driver alone: `send` plus `read_answe
 ## Memory fan-out details
 
 {details(fronts)}
+
+## Polling schedule
+
+The *Schedule* and *Rate limit* rows come from a simulation on a virtual clock that drives the
+scheduling core ({schedule.seconds:.0f} s): requests per task against detection latency for each poll
+policy, the optimum for reference, and a server's hidden or advertised rate limit. The tables,
+the picture and how they are measured are in [SCHEDULE.md](SCHEDULE.md).
 """
 
 
@@ -462,7 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run every benchmark, print the report and write it to the README."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--full", action="store_true", help="also run the memory fan-outs over the time budget")
+    parser.add_argument("--schedule", action="store_true", help="only the polling-schedule simulation (SCHEDULE.md)")
     args = parser.parse_args(argv)
+    if args.schedule:
+        return simulate.main([])
     # Loopback only: no proxy from the environment may carry a request elsewhere.
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         os.environ.pop(name, None)
@@ -481,10 +494,14 @@ def main(argv: list[str] | None = None) -> int:
         print("single call CPU...", file=sys.stderr, flush=True)
         single = calls.single_call_cpu(server)
         fronts = run_fanouts(server, time.monotonic(), args.full)
+    schedule_load = os.getloadavg()[0]
+    schedule = simulate.measure(log=lambda line: print(line, file=sys.stderr, flush=True))
+    simulate.write(schedule, (schedule_load, os.getloadavg()[0]))
     rows = summary_rows(per_call, imports, per_task, fronts, speed_rows(single, speed))
+    rows += [Row(*row) for row in simulate.rows(schedule)]
     load = (load_before, os.getloadavg()[0])
     took = time.monotonic() - started
-    text = report(rows, per_call, single, speed, imports, per_task, fronts, took, load, full=args.full)
+    text = report(rows, per_call, single, speed, imports, per_task, fronts, took, load, schedule, full=args.full)
     print(text)
     README.write_text(text, encoding="utf-8")
     return 0
