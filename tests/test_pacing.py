@@ -309,3 +309,9 @@ def test_the_learned_rate_is_a_ceiling_under_max_rate() -> None:
 def test_an_http_date_parses_for_the_pacer() -> None:
     assert http_date(email.utils.formatdate(NOW, usegmt=True)) == NOW
     assert http_date("yesterday") is None
+
+
+def test_two_named_policies_are_not_mixed_into_one_window() -> None:
+    """Draft-11 items stand alone: one's remaining is never read against the other's reset."""
+    _, windows = advertised({"ratelimit": '"a";r=10;t=60, "b";r=0'}, None)
+    assert windows == [(10.0, 60.0)]

@@ -62,7 +62,8 @@ def advertised(headers: Mapping[str, str], date: float | None) -> tuple[float | 
         if quota is not None and window:
             rates.append(quota / window)
     items = _items(headers.get("ratelimit", ""))
-    items.append({k: v for item in items for k, v in item.items()})  # the older draft: limit=, remaining=, reset=
+    if not any("r" in item or "t" in item for item in items):  # the older draft: limit=, remaining=, reset=
+        items.append({k: v for item in items for k, v in item.items()})
     windows = [(item.get("r", item.get("remaining")), item.get("t", item.get("reset"))) for item in items]
     for prefix in ("ratelimit-", "x-ratelimit-"):
         remaining, reset = (_number(headers.get(prefix + name, "")) for name in ("remaining", "reset"))
