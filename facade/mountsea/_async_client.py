@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from functools import partial
 from typing import Any, Self
 
 import httpx
@@ -71,10 +72,7 @@ class AsyncMountsea(
                 # A future of the loop, set on the loop: cheaper than wrapping a thread's. An answer given up on is dropped.
                 loop = asyncio.get_running_loop()
                 future: asyncio.Future[Outcome] = loop.create_future()
-                self._threads.submit(
-                    request,
-                    lambda got: loop.call_soon_threadsafe(lambda: None if future.done() else future.set_result(got)),
-                )
+                self._threads.submit(request, partial(_reply_from_thread, loop, future))
                 return await future
         except TimeoutError:  # asyncio.timeout's: the drivers turn their own into APIErrors
             return request_error(request, "no complete answer before the deadline", kind=APITimeoutError)
@@ -115,3 +113,8 @@ class AsyncMountsea(
                 future.cancel()
             if running:  # let the cancelled requests unwind before the generator ends
                 await asyncio.wait(running)
+
+
+def _reply_from_thread(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Outcome], got: Outcome) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for this answer any more
+        loop.call_soon_threadsafe(lambda: None if future.done() else future.set_result(got))

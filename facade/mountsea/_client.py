@@ -217,8 +217,7 @@ class _Workers:
             except BaseException as exc:  # handed to the caller's thread, which raises it
                 outcome = exc
             idle.release()  # before the reply: the batch may submit its next job on seeing it
-            with contextlib.suppress(RuntimeError):  # its event loop closed: nobody waits for the answer
-                reply(outcome)
+            reply(outcome)
             # An idle worker holds neither the client (an unclosed one is collected, ending its workers) nor a task.
             del reply, call, outcome
 

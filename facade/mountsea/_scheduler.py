@@ -217,9 +217,9 @@ class Scheduler:
     def _likelihood(self, now: float, item: tuple[Tracked, float | None]) -> float:
         """How likely a due task is done by ``now``: with the rate bound, the likeliest go first."""
         tracked = item[0]
-        durations = self.state.durations[tracked.ref.service]
         if tracked.last is None:
             return 1.0  # not seen yet: a first look comes first
+        durations = self.state.durations[tracked.ref.service]
         if tracked.born is None or not durations.ready:
             return 0.0  # unknown: the earliest due first
         return durations.done_probability(tracked.answered_at - tracked.born, now - tracked.born)
