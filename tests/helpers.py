@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 import mountsea
 
 
@@ -17,7 +19,7 @@ def make_task(
 
 
 class Front:
-    """Runs the same call through `Mountsea` or `AsyncMountsea`, on their default driver or on aiohttp.
+    """Runs the same call through `Mountsea` or `AsyncMountsea`, on their default driver, aiohttp or an httpx.AsyncClient.
 
     ``front.run(lambda client: client.producer.tasks.get("t-1"), api_key=...)`` returns the
     call's result either way: for the async front end the lambda returns a coroutine,
@@ -27,6 +29,7 @@ class Front:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.is_sync = kind.startswith("sync")  # "sync" or "sync-aiohttp"
+        self.made: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
         return self.kind
@@ -34,6 +37,8 @@ class Front:
     def client(self, **kwargs: Any) -> mountsea.Mountsea | mountsea.AsyncMountsea:
         if self.kind.endswith("aiohttp"):
             kwargs.setdefault("http_client", mountsea.DefaultAioHttpClient())
+        elif self.kind == "async-httpx" and "http_client" not in kwargs:  # what pytest-httpx can mock
+            kwargs["http_client"] = self.made = httpx.AsyncClient()  # `run` closes it
         return mountsea.Mountsea(**kwargs) if self.is_sync else mountsea.AsyncMountsea(**kwargs)
 
     def run(self, call: Callable[[Any], Any], **kwargs: Any) -> Any:
@@ -47,6 +52,10 @@ class Front:
             client = self.client(**kwargs)
             assert isinstance(client, mountsea.AsyncMountsea)
             async with client:
-                return await call(client)
+                try:
+                    return await call(client)
+                finally:
+                    if self.made is not None:
+                        await self.made.aclose()
 
         return asyncio.run(main())

@@ -17,6 +17,13 @@ from pytest_httpx import HTTPXMock
 import mountsea
 from tests.helpers import Front
 
+
+@pytest.fixture(params=["sync", "async-httpx"])
+def front(request: pytest.FixtureRequest) -> Front:
+    """Both clients on httpx, which pytest-httpx mocks; the async default (httpcore) is tested over sockets."""
+    return Front(request.param)
+
+
 KEY = "sk-live-0123456789abcdef"
 BASE = "https://api.example.test"
 URL = f"{BASE}/producer/tasks?taskId=t-1"
@@ -383,8 +390,8 @@ def test_import_mountsea_leaves_asyncio_until_async_mountsea_is_used() -> None:
     assert done.stdout.split() == ["False", "True", "mountsea"]
 
 
-def test_an_answer_given_up_on_does_not_break_the_workers_once_its_loop_is_closed() -> None:
-    """A worker that answers after the loop it answers to was closed must live on to serve the next loop."""
+def test_a_client_given_up_on_in_one_loop_serves_the_next() -> None:
+    """A request cut short as its loop ends must not break the client for the next ``asyncio.run``."""
     import asyncio
     import time
 
@@ -400,11 +407,11 @@ def test_an_answer_given_up_on_does_not_break_the_workers_once_its_loop_is_close
             with pytest.raises(mountsea.WaitTimeoutError):
                 await client.producer.tasks.wait("slow", timeout=0.2)
 
-        asyncio.run(give_up())  # the loop closes while the worker still waits for the slow answer
+        asyncio.run(give_up())  # the loop closes while the slow answer is still coming
 
         async def then_read() -> mountsea.Task:
-            return await asyncio.wait_for(client.producer.tasks.get("next"), 5)
+            async with client:
+                return await asyncio.wait_for(client.producer.tasks.get("next"), 5)
 
         time.sleep(0.6)  # the slow answer arrives; its loop is gone
         assert asyncio.run(then_read()).status is mountsea.TaskStatus.COMPLETED
-        asyncio.run(client.aclose())

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
-from functools import partial
 from typing import Any, Self
 
 import httpx
 
 from ._aiohttp import DefaultAioHttpClient
-from ._base import BaseClient, OnUpdate, new_httpx
-from ._client import HttpxOnThreads, Outcome
+from ._base import DEFAULT_LIMITS, MAX_REDIRECTS, BaseClient, OnUpdate, new_httpx
+from ._client import Outcome
 from ._errors import APITimeoutError
+from ._httpcore import HttpcoreSender
 from ._response import AsyncHttpxSender, Request, request_error
 from ._scheduler import Scheduler, Tracked
 from ._task import Task
@@ -34,20 +36,17 @@ class AsyncMountsea(
 
     Use it with ``async with``, or await `aclose()` when done. Sleeping tasks hold no coroutine.
 
-    Requests go out on an ``httpx.Client`` from worker threads, awaited on the loop: httpx's
-    async stack costs twice the CPU per request. A passed-in ``httpx.AsyncClient`` keeps every
-    request on the loop (and is left open by `aclose()`); a `DefaultAioHttpClient` (extra
-    ``mountsea[aiohttp]``) runs them on aiohttp, the fastest, and is closed by `aclose()`.
+    Every request runs on the loop: by default on httpcore's pool (what httpx sends with) without httpx's client
+    layer, about the CPU of the sync client per request; through an ``httpx.AsyncClient`` where a proxy is set in
+    the environment or with ``http2=True``. A passed-in ``httpx.AsyncClient`` is used as it is (and left open by
+    `aclose()`); a `DefaultAioHttpClient` (extra ``mountsea[aiohttp]``) runs them on aiohttp, the fastest.
     """
 
     _httpx_kind = httpx.AsyncClient
 
     async def aclose(self) -> None:
         """Close the HTTP connections, unless an ``httpx.AsyncClient`` was passed in."""
-        if self._threads is not None:
-            self._threads.close()
-        elif self._sender is not None:
-            await self._sender.aclose()
+        await self._sender.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -56,24 +55,22 @@ class AsyncMountsea(
         await self.aclose()
 
     def _open(self, http_client: httpx.AsyncClient | DefaultAioHttpClient | None, http2: bool) -> None:
-        self._sender: AsyncHttpxSender | DefaultAioHttpClient | None = http_client  # type: ignore[assignment]
+        self._sender: HttpcoreSender | AsyncHttpxSender | DefaultAioHttpClient
         if isinstance(http_client, httpx.AsyncClient):
             self._sender = AsyncHttpxSender(http_client, self._headers, owned=False)
-        elif http2 and http_client is None:
-            self._sender = AsyncHttpxSender(new_httpx(httpx.AsyncClient, self._headers, http2=True), None, owned=True)
-        self._threads = HttpxOnThreads(None, self._headers) if self._sender is None else None  # the default
+        elif http_client is not None:
+            self._sender = http_client
+        elif http2 or _proxied(self.base_url):  # httpx reads the proxy settings
+            self._sender = AsyncHttpxSender(new_httpx(httpx.AsyncClient, self._headers, http2=http2), None, owned=True)
+        else:
+            self._sender = HttpcoreSender(self._headers, DEFAULT_LIMITS, MAX_REDIRECTS)
 
     async def _send(self, request: Request) -> Outcome:
+        if request.budget is None:
+            return await self._sender.send(request)
         try:  # httpx's timeouts bound each read, which a trickled answer outlasts: the budget bounds it all
-            async with asyncio.timeout(request.budget) if request.budget is not None else contextlib.nullcontext():
-                if self._threads is None:
-                    assert self._sender is not None
-                    return await self._sender.send(request)
-                # A future of the loop, set on the loop: cheaper than wrapping a thread's. An answer given up on is dropped.
-                loop = asyncio.get_running_loop()
-                future: asyncio.Future[Outcome] = loop.create_future()
-                self._threads.submit(request, partial(_reply_from_thread, loop, future))
-                return await future
+            async with asyncio.timeout(request.budget):
+                return await self._sender.send(request)
         except TimeoutError:  # asyncio.timeout's: the drivers turn their own into APIErrors
             return request_error(request, "no complete answer before the deadline", kind=APITimeoutError)
 
@@ -115,6 +112,8 @@ class AsyncMountsea(
                 await asyncio.wait(running)
 
 
-def _reply_from_thread(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Outcome], got: Outcome) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for this answer any more
-        loop.call_soon_threadsafe(lambda: None if future.done() else future.set_result(got))
+def _proxied(base_url: str) -> bool:
+    """Whether the environment sets a proxy for ``base_url`` (``HTTPS_PROXY``, ``ALL_PROXY``... and ``NO_PROXY``)."""
+    url = urllib.parse.urlsplit(base_url)
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(url.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(url.netloc)

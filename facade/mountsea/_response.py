@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
+import httpcore
 import httpx
 
 from ._errors import APIConnectionError, APIError, APITimeoutError, ResponseValidationError, status_error
@@ -144,13 +145,17 @@ def read_answer(ref: TaskRef, answer: Answer, now: float, *, secret: bytes = b""
     )
 
 
-def transport_error(exc: httpx.HTTPError, request: Request) -> APIError:
-    """The typed error for an httpx failure (no usable answer came back)."""
-    detail = str(exc) or type(exc).__name__  # httpx messages name the URL at most, never headers
-    kind: type[APIError] = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
+def transport_error(exc: Exception, request: Request) -> APIError:
+    """The typed error for an httpx or httpcore failure (no usable answer came back)."""
+    detail = str(exc) or type(exc).__name__  # their messages name the URL at most, never headers
+    timed_out = isinstance(exc, httpx.TimeoutException | httpcore.TimeoutException)
+    kind: type[APIError] = APITimeoutError if timed_out else APIConnectionError
     if isinstance(exc, httpx.TooManyRedirects):
         kind = APIError
-    connecting = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)  # neither reached the server
+    # Neither reached the server.
+    connecting = isinstance(
+        exc, httpx.ConnectError | httpx.ConnectTimeout | httpcore.ConnectError | httpcore.ConnectTimeout
+    )
     error = request_error(request, detail, kind=kind, connecting=connecting)
     error.__cause__ = exc
     return error
