@@ -102,7 +102,7 @@ def per_call_overhead(server: ServerProcess, *, rounds: int = 15, seconds: float
     )
 
 
-SINGLE_FRONTS = ("sync", "async", "async-httpx", "async-httpx-no-sniffio", "aiohttp", "httpcore")
+SINGLE_FRONTS = ("sync", "async", "async-httpx", "async-httpx-no-sniffio", "aiohttp")
 SINGLE_BLOCKS = 7  # timed blocks per worker; the cheapest counts
 SINGLE_CALLS = 300  # calls per block
 
@@ -147,7 +147,7 @@ async def _cheapest_block_async(call: Callable[[], Awaitable[object]]) -> float:
         await call()
     blocks = []
     for _ in range(SINGLE_BLOCKS):
-        started = time.process_time()  # every thread: the loop and the workers the default driver sends on
+        started = time.process_time()  # every thread of the process
         for _ in range(SINGLE_CALLS):
             await call()
         blocks.append((time.process_time() - started) / SINGLE_CALLS * 1e6)
@@ -161,23 +161,6 @@ def _single_call_worker(front: str, url: str, key: str) -> float:
             return _cheapest_block(lambda: client.producer.tasks.get("t"))
 
     async def main() -> float:
-        if front == "httpcore":  # the prototype driver alone: send + read_answer
-            from httpcore_driver import HttpcoreDriver
-
-            from mountsea._response import Request, read_answer
-
-            driver = HttpcoreDriver()
-            driver._bind({"Authorization": f"Bearer {key}", "Accept": "application/json"}, MAX_REDIRECTS)
-            request = Request("producer", "t", f"{url}/producer/tasks?taskId=t", httpx.Timeout(DEFAULT_TIMEOUT), None)
-            ref = mountsea.TaskRef("producer", "t")
-
-            async def get() -> object:
-                return read_answer(ref, await driver.send(request), 0.0)
-
-            try:
-                return await _cheapest_block_async(get)
-            finally:
-                await driver.aclose()
         async with contextlib.AsyncExitStack() as stack:
             http_client: httpx.AsyncClient | mountsea.DefaultAioHttpClient | None = None
             if front == "aiohttp":

@@ -383,13 +383,12 @@ the server is not the bottleneck. Rows:
   that driver; until then a stand-in (said in *driven by*): as many coroutines as the
   concurrency on an event-loop thread, each calling `DefaultAioHttpClient.send` and
   `read_answer` (no scheduler), each Task handed to the calling thread through a queue.
-- `async`: `AsyncMountsea.as_completed`, its default driver: an `httpx.Client` on worker threads.
+- `async`: `AsyncMountsea.as_completed`, its default driver: httpcore's HTTP/1.1 connections on
+  asyncio streams, on the loop, without httpx's client layer.
 - `async-httpx`: `AsyncMountsea(http_client=httpx.AsyncClient())`, every request on the loop.
 - `aiohttp`: `AsyncMountsea(http_client=DefaultAioHttpClient()).as_completed`.
 - `http2`: `AsyncMountsea(http2=True).as_completed` over TLS, nginx offering h2 by ALPN (the CA
   trusted through `SSL_CERT_FILE`): one TLS connection carries every request.
-- `httpcore`: a prototype driver on httpcore's pool without httpx's client layer
-  (`httpcore_driver.py`, not in the facade), alone: `send` and `read_answer`, no scheduler.
 - `bare-httpx`: coroutines on one `httpx.AsyncClient`, the body read but not parsed.
 - `raw-aiohttp`: the same on one `aiohttp.ClientSession`: the physical limit for Python here.
 
@@ -406,12 +405,12 @@ server used at most {speed.max_latency_server_cores:.2f} cores.
 ## Single call CPU
 
 Sequential `client.producer.tasks.get()` calls on a task whose status never changes, against
-FakeMountsea: `time.process_time` (every thread: the default async driver sends on workers) over blocks of {calls.SINGLE_CALLS} calls ({calls.SINGLE_BLOCKS} blocks per
+FakeMountsea: `time.process_time` (every thread of the process) over blocks of {calls.SINGLE_CALLS} calls ({calls.SINGLE_BLOCKS} blocks per
 process, {single.workers} fresh processes per row, interleaved; the cheapest block counts).
 Each async row is `AsyncMountsea(...).producer.tasks.get()` on the driver named. *Without
 sniffio* runs it with `import sniffio` failing as it does when the package is missing (after a
 search of `sys.path`): httpcore then retries that import in several places on every async
-request. The httpcore row is the prototype driver alone: `send` plus `read_answer`.
+request.
 {single_table(single)}
 
 ## What else is measured
@@ -454,11 +453,10 @@ the picture and how they are measured are in [SCHEDULE.md](SCHEDULE.md).
 
 SINGLE_NAMES = {
     "sync": "sync `get()`",
-    "async": "async `get()`, default driver (`httpx.Client` on threads)",
+    "async": "async `get()`, default driver (httpcore connections on the loop)",
     "async-httpx": "async `get()`, `httpx.AsyncClient`",
     "async-httpx-no-sniffio": "async `get()`, `httpx.AsyncClient` without sniffio",
     "aiohttp": "async `get()`, `DefaultAioHttpClient`",
-    "httpcore": "prototype httpcore driver (`httpcore_driver.py`): `send` + `read_answer`",
 }
 
 

@@ -13,12 +13,10 @@ The contenders (`CONTENDERS`):
 * ``sync-aiohttp``: ``Mountsea(http_client=DefaultAioHttpClient()).as_completed`` once the sync
   client takes that driver; until then a stand-in, said in ``how``: the driver alone (`drive`)
   on an event-loop thread, each Task handed to the calling thread through a queue;
-* ``async``: ``AsyncMountsea.as_completed``, its default driver (``httpx.Client`` on worker threads);
+* ``async``: ``AsyncMountsea.as_completed``, its default driver (httpcore's connections on the loop);
 * ``async-httpx``: ``AsyncMountsea(http_client=httpx.AsyncClient()).as_completed`` (on the loop);
 * ``aiohttp``: ``AsyncMountsea(http_client=DefaultAioHttpClient()).as_completed``;
 * ``http2``: ``AsyncMountsea(http2=True).as_completed`` over TLS (one connection, many streams);
-* ``httpcore``: the prototype `httpcore_driver.HttpcoreDriver` (httpcore's pool without httpx's
-  client layer), driven alone by `drive` (``send`` and `read_answer`, no scheduler);
 * ``bare-httpx``: CONCURRENCY coroutines on one ``httpx.AsyncClient``, body read, not parsed;
 * ``raw-aiohttp``: the same on one ``aiohttp.ClientSession``: the physical limit for Python here.
 """
@@ -35,7 +33,6 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import aiohttp
 import httpx
-from httpcore_driver import HttpcoreDriver
 
 import mountsea
 from mountsea._aiohttp import DefaultAioHttpClient
@@ -48,7 +45,6 @@ CONTENDERS = (
     "async-httpx",
     "aiohttp",
     "http2",
-    "httpcore",
     "bare-httpx",
     "raw-aiohttp",
 )
@@ -90,7 +86,7 @@ async def loop(ids: Iterator[str], concurrency: int, read: Callable[[str], Await
 
 
 async def drive(
-    driver: DefaultAioHttpClient | HttpcoreDriver,
+    driver: DefaultAioHttpClient,
     target: str,
     headers: dict[str, str],
     ids: Iterator[str],
@@ -197,10 +193,6 @@ async def run_async(contender: str, url: str, key: str, tasks: int, concurrency:
         return
     ids = (f"b{i}" for i in range(tasks))
     warm = (f"w{i}" for i in range(2 * concurrency))
-    if contender == "httpcore":
-        meter.how = "prototype HttpcoreDriver.send + read_answer, no scheduler"
-        await drive(HttpcoreDriver(), target, headers, ids, warm, concurrency, meter)
-        return
     if contender == "bare-httpx":
         meter.how = "httpx.AsyncClient.get, body read"
         async with httpx.AsyncClient(headers=headers, limits=LIMITS) as bare:
