@@ -226,6 +226,17 @@ def test_redirect_loops_end_without_retries(front: Front, mountsea_server: FakeM
     assert mountsea_server.request_count() == 6  # the first request and MAX_REDIRECTS more
 
 
+@pytest.mark.parametrize("location", ["http://[::1", "http://127.0.0.1:99999/x", "ftp://127.0.0.1/x", "mailto:a@b"])
+def test_a_redirect_to_an_unusable_url_is_a_connection_error(
+    front: Front, mountsea_server: FakeMountsea, location: str
+) -> None:
+    mountsea_server.inject(Fault.redirect(location), times=10)
+    with pytest.raises(mountsea.APIConnectionError) as caught:
+        _run(front, mountsea_server, lambda c: c.producer.tasks.get("t"), max_retries=0)
+    assert "Bearer" not in str(caught.value)
+    assert mountsea_server.request_count() == 1
+
+
 def _batch(front: Front, server: FakeMountsea, method: str, refs: list[Any], **kwargs: Any) -> list[mountsea.Task]:
     if method == "wait_all":
         return _run(front, server, lambda c: c.wait_all(refs, **kwargs))  # type: ignore[no-any-return]

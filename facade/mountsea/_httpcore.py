@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import ssl
 import time
-import urllib.parse
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Final
 
@@ -52,10 +51,14 @@ class HttpcoreSender:
                 location = got.get("location")
                 if response.status not in _REDIRECTS or location is None:
                     return Answer(response.status, got, response.content, time.monotonic() - started)
-                target = urllib.parse.urljoin(url, location)
-                if _origin(target) != _origin(url):  # Authorization stays on its origin
+                source, target = httpx.URL(url), httpx.URL(url).join(location)  # as httpx reads it (IDNA...)
+                if target.scheme not in {"http", "https"} or not 0 < (target.port or 80) < 65536:
+                    return request_error(request, "redirected to a URL that is not http(s) or has no valid port")
+                if _origin(target) != _origin(source):  # Authorization stays on its origin
                     headers = [(k, v) for k, v in headers if k.lower() != b"authorization"]
-                url = target
+                url = str(target)
+        except httpx.InvalidURL as exc:
+            return request_error(request, f"invalid URL in the Location header: {exc}")
         except (
             httpcore.TimeoutException,
             httpcore.NetworkError,
@@ -140,9 +143,8 @@ class _Pool:
             await connection.aclose()
 
 
-def _origin(url: str) -> tuple[str, str | None, int]:
-    parts = urllib.parse.urlsplit(url)
-    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
 
 
 class _AsyncioBackend(httpcore.AsyncNetworkBackend):
