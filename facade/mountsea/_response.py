@@ -76,8 +76,8 @@ def _finite(text: str) -> float:
 def _decoded(content: bytes, key: str) -> Any:
     """The JSON body with ``key`` masked wherever it holds it, written plainly or escaped.
 
-    Masked after decoding: a mask in the bytes could cut an escape (``\\u0073``) in two.
-    Raises ValueError (bad JSON or UTF-8, NaN or infinite numbers) or RecursionError (deep nesting).
+    Masked after decoding: a mask in the bytes could cut an escape (``\\u0073``) in two. Raises ValueError (bad JSON
+    or UTF-8, NaN or infinite numbers) or RecursionError (deep nesting).
     """
     body = json.loads(content, parse_float=_finite, parse_constant=_finite)
     if not key or (key.encode() not in content and not _HIDING_ESCAPE.search(content)):
@@ -108,8 +108,8 @@ def _excerpt(body: Any) -> str:
 def read_answer(ref: TaskRef, answer: Answer, now: float, *, secret: bytes = b"") -> Task:
     """The Task in a 2xx ``answer``, or raise the typed error the answer stands for.
 
-    ``now`` is the Unix time, for a ``Retry-After`` given as an HTTP date. Wherever an
-    error would quote the answer, ``secret`` (the API key) is replaced by ``[secure]``.
+    ``now`` is the Unix time, for a ``Retry-After`` given as an HTTP date. Wherever an error would quote the answer,
+    ``secret`` (the API key) is replaced by ``[secure]``.
     """
     where, service, task_id = ref.label, SERVICES[ref.service], ref.id
     status_code, headers, content, key = answer.status_code, answer.headers, answer.content, secret.decode()

@@ -1,12 +1,11 @@
 """The core: every decision of `get`, `wait`, `as_completed` and `wait_all`, pure.
 
-No I/O, no clock, no logging: a call is a batch (`get()` and `wait()` are batches of
-one) that a driver runs as `_base.py` says. It decides when each task is polled next
-(a heap of next-request times: a sleeping task costs a heap entry, not a thread),
-keeps at most ``max_concurrency`` requests in flight and the client's pace (`_pacing`),
-places each poll from the task's age and what the client learned (`_learning`), backs off
-and decides when a failure ends the call, pauses every task of a service after a 429 (or
-a 5xx with ``Retry-After``), and keeps one deadline for the whole call, with a last poll before it.
+No I/O, no clock, no logging: a call is a batch (`get()` and `wait()` are batches of one) that a driver runs as
+`_base.py` says. It decides when each task is polled next (a heap of next-request times: a sleeping task costs a heap
+entry, not a thread), keeps at most ``max_concurrency`` requests in flight and the client's pace (`_pacing`), places
+each poll from the task's age and what the client learned (`_learning`), backs off and decides when a failure ends
+the call, pauses every task of a service after a 429 (or a 5xx with ``Retry-After``), and keeps one deadline for the
+whole call, with a last poll before it.
 """
 
 from __future__ import annotations
@@ -44,9 +43,9 @@ __all__ = ["Call", "ClientState", "Plan", "Scheduler", "Tracked"]
 
 # Errors that no other task of the batch could escape: stop the whole batch at once.
 _FATAL: Final = (AuthenticationError, PermissionDeniedError)
-# A last poll, when the schedule's next one would fall past the deadline, goes out this
-# long before it (or half the time left, if less), so a task that finished in time is
-# seen in time; with less than MIN_FINAL_BUDGET left there is no point in asking.
+# A last poll, when the schedule's next one would fall past the deadline, goes out this long before it (or half the
+# time left, if less), so a task that finished in time is seen in time; with less than MIN_FINAL_BUDGET left there is
+# no point in asking.
 FINAL_POLL_RESERVE: Final = 1.0
 MIN_FINAL_BUDGET: Final = 0.05
 LONGEST_WAIT: Final = 1e9  # seconds (~31 years): the clock plus this still fits the OS's time types
@@ -70,10 +69,9 @@ class ClientState:
 class Call:
     """What one call asked for, shared by all its tasks.
 
-    ``until_done=False`` is `get()`: the first Task ends it, and a transient failure is
-    retried at most ``max_retries`` times. Otherwise poll until the task is terminal,
-    retrying for as long as the ``deadline`` (absolute, on the driver's monotonic clock)
-    allows. ``single`` calls (`get`, `wait`) raise the task's own error; batches collect
+    ``until_done=False`` is `get()`: the first Task ends it, and a transient failure is retried at most ``max_retries``
+    times. Otherwise poll until the task is terminal, retrying for as long as the ``deadline`` (absolute, on the
+    driver's monotonic clock) allows. ``single`` calls (`get`, `wait`) raise the task's own error; batches collect
     errors. A deadline of zero (``one_round``) still sends each task one request.
     """
 
@@ -115,9 +113,8 @@ class Plan:
 class Scheduler:
     """The decisions of one call over one or many tasks.
 
-    With ``keep_results`` (`wait_all`) every finished Task stays until `results()`; without
-    (`as_completed`) a task is forgotten once handed out, so a batch of any size holds
-    only its unfinished tasks.
+    With ``keep_results`` (`wait_all`) every finished Task stays until `results()`; without (`as_completed`) a task is
+    forgotten once handed out, so a batch of any size holds only its unfinished tasks.
     """
 
     def __init__(
@@ -227,10 +224,9 @@ class Scheduler:
     def record(
         self, tracked: Tracked, outcome: Task | APIError, now: float, headers: Mapping[str, str] | None = None
     ) -> Task | None:
-        """An outcome for ``tracked`` arrived at ``now``: returns the status change to report, if any.
+        """An outcome for ``tracked`` arrived at ``now`` (``headers``: an HTTP answer's, of any status, if one came).
 
-        ``headers`` are the answer's, when an HTTP answer came (of any status).
-        """
+        Returns the status change to report, if any."""
         self._sent.discard(tracked)
         date = None
         if headers is not None:
@@ -332,8 +328,8 @@ class Scheduler:
         self._learn()
         if self._fatal is not None:
             raise self._fatal
-        # What is still scheduled or in flight at the deadline (a server trickling its
-        # answer outlasts httpx's per-read timeouts) is pending.
+        # What is still scheduled or in flight at the deadline (a server trickling its answer outlasts httpx's per-read
+        # timeouts) is pending.
         expired = sorted([*self._expired, *(t for _, _, t in self._heap), *self._sent], key=attrgetter("index"))
         self._heap.clear()
         self._sent.clear()
@@ -365,6 +361,6 @@ def _timeout_error(tracked: Tracked) -> WaitTimeoutError:
 
 
 def _unreachable(error: APIError | None, state: ClientState) -> bool:
-    # Until the server has answered once, a connection that cannot be made is a wrong
-    # host or port, or a server that is down: say so rather than retry until the deadline.
+    # Until the server has answered once, a connection that cannot be made is a wrong host or port, or a server that is
+    # down: say so rather than retry until the deadline.
     return isinstance(error, APIConnectionError) and error.connecting and not state.answered
