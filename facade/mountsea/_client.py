@@ -193,8 +193,7 @@ class _Workers:
         """Run ``call`` on a worker and hand its outcome to ``reply``, on the worker's thread."""
         with self._lock:
             new_thread = not self._idle.acquire(blocking=False)
-            if new_thread:
-                self._started += 1
+            self._started += new_thread
             jobs, idle = self._jobs, self._idle
             # The caller's context variables (a tracing span, say) go with the request.
             jobs.put((reply, partial(contextvars.copy_context().run, call)))

@@ -152,8 +152,7 @@ def transport_error(exc: Exception, request: Request) -> APIError:
     kind: type[APIError] = APITimeoutError if timed_out else APIConnectionError
     if isinstance(exc, httpx.TooManyRedirects):
         kind = APIError
-    # Neither reached the server.
-    connecting = isinstance(
+    connecting = isinstance(  # neither reached the server
         exc, httpx.ConnectError | httpx.ConnectTimeout | httpcore.ConnectError | httpcore.ConnectTimeout
     )
     error = request_error(request, detail, kind=kind, connecting=connecting)

@@ -146,10 +146,9 @@ class Scheduler:
             if not isinstance(item, TaskRef | Task):
                 msg = f"expected a TaskRef or a Task, not {type(item).__name__}"
                 raise ValueError(msg)
-            ref = item.ref if isinstance(item, Task) else item
+            ref, last = (item.ref, item) if isinstance(item, Task) else (item, None)
             tracked = by_ref.get(ref)
             if tracked is None:
-                last = item if isinstance(item, Task) else None
                 tracked = by_ref[ref] = Tracked(ref, len(by_ref), last)
                 if last is not None and last.done:
                     self._finish(tracked, last)  # already final: hand it back, no request
@@ -337,27 +336,23 @@ class Scheduler:
         unreachable = next((t.error for t in expired if _unreachable(t.error, self.state)), None)
         if unreachable is not None:
             raise unreachable
-        if expired and self.call.single:
-            raise _timeout_error(expired[0])
+        if expired and self.call.single:  # the error carries the last Task seen and the last failure
+            first = expired[0]
+            if first.last is None:
+                message = f"{first.ref.label} could not be read before the deadline"
+            else:
+                message = f"{first.ref.label} not done by the deadline (last status: {first.last.raw_status})"
+            if first.error is not None:
+                message += f"; the last {first.failures} attempt(s) in a row failed: {first.error}"
+            error = WaitTimeoutError(message, task=first.last)
+            error.__cause__ = first.error  # not `raise from`: with no failure, a caller's exception stays its context
+            raise error
         if expired:
             pending = [t.last or t.ref for t in expired]
             message = f"{len(expired)} of {self._size} tasks not done by the deadline"
             raise WaitTimeoutError(message, pending=pending, finished=self.results(), errors=self.errors)
         if self.errors:
             raise BatchError(self.errors, finished=self.results())
-
-
-def _timeout_error(tracked: Tracked) -> WaitTimeoutError:
-    """A single wait's deadline passed: the error carries the last Task seen and the last failure."""
-    if tracked.last is None:
-        message = f"{tracked.ref.label} could not be read before the deadline"
-    else:
-        message = f"{tracked.ref.label} not done by the deadline (last status: {tracked.last.raw_status})"
-    if tracked.error is not None:
-        message += f"; the last {tracked.failures} attempt(s) in a row failed: {tracked.error}"
-    error = WaitTimeoutError(message, task=tracked.last)
-    error.__cause__ = tracked.error
-    return error
 
 
 def _unreachable(error: APIError | None, state: ClientState) -> bool:
