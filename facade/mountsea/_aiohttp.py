@@ -16,8 +16,6 @@ from ._response import Answer, Request, request_error
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["DefaultAioHttpClient"]
-
 
 class DefaultAioHttpClient:
     """Run every request of a client on aiohttp: ``AsyncMountsea(http_client=DefaultAioHttpClient())`` (or `Mountsea`).

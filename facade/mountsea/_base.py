@@ -32,8 +32,6 @@ from ._retry import DEFAULT_POLL_POLICY, PollPolicy
 from ._scheduler import Call, ClientState, Scheduler, Tracked
 from ._task import SERVICES, Service, Task, TaskRef
 
-__all__ = ["BaseClient", "ServiceClient", "Tasks"]
-
 DEFAULT_BASE_URL: Final = "https://api.mountsea.ai"
 DEFAULT_TIMEOUT: Final = 30.0  # seconds per request; a wait's deadline cuts it further
 DEFAULT_WAIT_TIMEOUT: Final = 600.0  # seconds; music takes 30-120 s, so 10 minutes is generous

@@ -22,8 +22,6 @@ from ._response import Answer, AsyncHttpxSender, Request, answer_of, transport_e
 from ._scheduler import Scheduler, Tracked
 from ._task import Task
 
-__all__ = ["HttpxOnThreads", "Mountsea", "Outcome"]
-
 Outcome = Answer | APIError | BaseException  # BaseException: a bug, raised in the caller's thread
 _Reply = tuple[Tracked, Outcome]
 

@@ -14,8 +14,6 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["Pacer", "advertised", "advertises"]
-
 DECREASE: Final = 0.85  # a 429 cuts the rate to this share of the rate the server accepted
 INCREASE: Final = 0.015  # requests/s gained per accepted request: from 17 back to 20 req/s in 10 s
 FLOOR: Final = 1.0  # requests/s: however many 429s come, the client keeps asking

@@ -16,8 +16,6 @@ from ._errors import APIConnectionError, APIError, APITimeoutError, ResponseVali
 from ._retry import parse_retry_after
 from ._task import SERVICES, Task, TaskRef, parse_task
 
-__all__ = ["Answer", "AsyncHttpxSender", "Request", "answer_of", "read_answer", "request_error", "transport_error"]
-
 
 @attrs.frozen
 class Request:

@@ -13,16 +13,6 @@ import attrs
 
 from ._errors import APIConnectionError, APIError, APIStatusError
 
-__all__ = [
-    "DEFAULT_POLL_POLICY",
-    "MAX_RETRY_AFTER",
-    "PollPolicy",
-    "http_date",
-    "is_retryable",
-    "parse_retry_after",
-    "retry_delay",
-]
-
 # Backoff after a transient failure: 0.5 s, 1 s, 2 s, ... up to 8 s (openai-python's numbers).
 INITIAL_RETRY_DELAY: Final = 0.5
 MAX_RETRY_DELAY: Final = 8.0

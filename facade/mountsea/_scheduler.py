@@ -39,8 +39,6 @@ from ._pacing import Pacer, advertises
 from ._retry import PollPolicy, http_date, is_retryable, retry_delay
 from ._task import Task, TaskRef, TaskStatus
 
-__all__ = ["Call", "ClientState", "Plan", "Scheduler", "Tracked"]
-
 # Errors that no other task of the batch could escape: stop the whole batch at once.
 _FATAL: Final = (AuthenticationError, PermissionDeniedError)
 # A last poll, when the schedule's next one would fall past the deadline, goes out this long before it (or half the

@@ -26,18 +26,6 @@ from mountsea_xai_api.api.tasks import get_task_result as xai_get
 
 from ._errors import ResponseValidationError
 
-__all__ = [
-    "SERVICES",
-    "TERMINAL_STATUSES",
-    "Service",
-    "ServiceName",
-    "Task",
-    "TaskRef",
-    "TaskStatus",
-    "parse_task",
-    "validate_task_id",
-]
-
 MAX_TASK_ID_LENGTH: Final = 1024
 
 ServiceName = Literal["producer", "xai"]
