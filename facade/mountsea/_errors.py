@@ -189,6 +189,4 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 
 def status_error(status_code: int) -> type[APIStatusError]:
     """The error class for ``status_code``: ServerError for any 5xx, else the class pinning it, or APIStatusError."""
-    if 500 <= status_code <= 599:
-        return ServerError
-    return _STATUS_ERRORS.get(status_code, APIStatusError)
+    return ServerError if 500 <= status_code <= 599 else _STATUS_ERRORS.get(status_code, APIStatusError)
