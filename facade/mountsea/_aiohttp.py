@@ -6,17 +6,14 @@ aiohttp is imported when the driver is built, never by ``import mountsea``.
 from __future__ import annotations
 
 import math
-import typing
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ._errors import APIConnectionError, APIError, APITimeoutError
 from ._response import Answer, Request, request_error
 
 if TYPE_CHECKING:
     import aiohttp
-
-__all__ = ["DefaultAioHttpClient"]
 
 
 class DefaultAioHttpClient:
@@ -32,7 +29,7 @@ class DefaultAioHttpClient:
         except ImportError as exc:
             msg = "DefaultAioHttpClient needs aiohttp: pip install 'mountsea[aiohttp]'"
             raise RuntimeError(msg) from exc
-        self._limit, self._max_redirects, self._headers = limit, 0, typing.cast(Mapping[str, str], {})
+        self._limit, self._max_redirects, self._headers = limit, 0, cast(Mapping[str, str], {})
         self._session: aiohttp.ClientSession | None = None
 
     def _bind(self, headers: Mapping[str, str], max_redirects: int) -> None:

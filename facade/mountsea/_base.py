@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import re
-import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -32,8 +31,6 @@ from ._response import Answer, Request, read_answer
 from ._retry import DEFAULT_POLL_POLICY, PollPolicy
 from ._scheduler import Call, ClientState, Scheduler, Tracked
 from ._task import SERVICES, Service, Task, TaskRef
-
-__all__ = ["BaseClient", "ServiceClient", "Tasks"]
 
 DEFAULT_BASE_URL: Final = "https://api.mountsea.ai"
 DEFAULT_TIMEOUT: Final = 30.0  # seconds per request; a wait's deadline cuts it further
@@ -57,7 +54,7 @@ def _configure_logging() -> None:
     level = os.environ.get("MOUNTSEA_LOG", "").strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING"} or logger.handlers:
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler()  # stderr
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
@@ -123,14 +120,6 @@ def _base_url(base_url: object) -> str:
         msg = f"base_url {problem}"
         raise ConfigurationError(msg)
     return str(url).rstrip("/")
-
-
-def _poll_policy(poll: PollPolicy | float | None) -> PollPolicy:
-    if poll is None or isinstance(poll, PollPolicy):
-        return poll or DEFAULT_POLL_POLICY
-    if isinstance(poll, int | float) and not isinstance(poll, bool):
-        return PollPolicy.fixed(poll)
-    _reject("poll", poll, "a PollPolicy, a number of seconds or None")
 
 
 def new_httpx(kind: type[HttpxT], headers: httpx.Headers, *, http2: bool = False) -> HttpxT:
@@ -240,8 +229,13 @@ class BaseClient(Generic[OneT, AllT, StreamT, HttpT]):
             _reject("on_update", on_update, "a callable or None")
         timeout = _number("timeout", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        policy = _poll_policy(poll)
-        return Call(deadline=deadline, policy=policy, max_retries=self.max_retries, one_round=timeout == 0, **rules)
+        if poll is None:
+            poll = DEFAULT_POLL_POLICY
+        elif isinstance(poll, int | float) and not isinstance(poll, bool):
+            poll = PollPolicy.fixed(poll)
+        elif not isinstance(poll, PollPolicy):
+            _reject("poll", poll, "a PollPolicy, a number of seconds or None")
+        return Call(deadline=deadline, policy=poll, max_retries=self.max_retries, one_round=timeout == 0, **rules)
 
     def _request(self, ref: TaskRef, budget: float | None) -> Request:
         """The GET for ``ref``, path and query as generated; each phase's timeout cut to the ``budget`` left."""

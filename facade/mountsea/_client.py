@@ -22,8 +22,6 @@ from ._response import Answer, AsyncHttpxSender, Request, answer_of, transport_e
 from ._scheduler import Scheduler, Tracked
 from ._task import Task
 
-__all__ = ["HttpxOnThreads", "Mountsea", "Outcome"]
-
 Outcome = Answer | APIError | BaseException  # BaseException: a bug, raised in the caller's thread
 _Reply = tuple[Tracked, Outcome]
 
@@ -193,8 +191,7 @@ class _Workers:
         """Run ``call`` on a worker and hand its outcome to ``reply``, on the worker's thread."""
         with self._lock:
             new_thread = not self._idle.acquire(blocking=False)
-            if new_thread:
-                self._started += 1
+            self._started += new_thread
             jobs, idle = self._jobs, self._idle
             # The caller's context variables (a tracing span, say) go with the request.
             jobs.put((reply, partial(contextvars.copy_context().run, call)))

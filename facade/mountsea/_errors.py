@@ -1,17 +1,4 @@
-"""The exceptions mountsea raises.
-
-* MountseaError: the root.
-  x ConfigurationError: a missing API key or an unusable base URL; also a ``ValueError``.
-  x APIError: a request to the API did not give a usable Task (``body``: the answer, if any).
-    + APIStatusError: an error status (``status_code``, ``request_id``, ``trace_id``, ``retry_after``).
-      - BadRequestError (400), AuthenticationError (401), PermissionDeniedError (403), NotFoundError (404),
-        RateLimitError (429), ServerError (any 500-599)
-    + APIConnectionError: no answer at all (connection refused, dropped, broken).
-      - APITimeoutError: the request ran out of time.
-    + ResponseValidationError: a 2xx answer that is not a valid TaskResultDto.
-  x TaskFailedError: the task ended failed, cancelled or timed out (``task``).
-  x WaitTimeoutError: the deadline passed (``task``; a batch's ``pending``, ``finished``, ``errors``); a TimeoutError.
-  x BatchError: some tasks of a batch could not be read (``errors``, ``finished``).
+"""The exceptions mountsea raises, all under `MountseaError` (README.md, "Errors", draws the tree).
 
 Bad arguments (an empty task id, a negative timeout) raise the builtin ``ValueError`` before any request is sent.
 """
@@ -127,8 +114,8 @@ class ServerError(APIStatusError):
 class APIConnectionError(APIError):
     """No answer came back: the connection failed, dropped or broke mid-answer.
 
-    ``connecting`` is True when no connection was ever made (refused, DNS, TLS handshake,
-    connect timeout). Messages name the host and port tried.
+    ``connecting`` is True when no connection was ever made (refused, DNS, TLS handshake, connect timeout). Messages
+    name the host and port tried.
     """
 
     def __init__(
@@ -202,6 +189,4 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 
 def status_error(status_code: int) -> type[APIStatusError]:
     """The error class for ``status_code``: ServerError for any 5xx, else the class pinning it, or APIStatusError."""
-    if 500 <= status_code <= 599:
-        return ServerError
-    return _STATUS_ERRORS.get(status_code, APIStatusError)
+    return ServerError if 500 <= status_code <= 599 else _STATUS_ERRORS.get(status_code, APIStatusError)

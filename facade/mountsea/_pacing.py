@@ -1,11 +1,10 @@
 """How fast a client may send: a token bucket at the lowest of three ceilings.
 
-The user's ``max_rate``; the limit the server advertises in its answers (the IETF httpapi
-draft's ``RateLimit``/``RateLimit-Policy`` fields, the older drafts' ``RateLimit-Limit``,
-``-Remaining`` and ``-Reset``, or the common ``X-RateLimit-*`` trio); and the rate that
-429s have taught: each cuts it to a share of what the server accepted, and each accepted
-request raises it a little (additive increase, multiplicative decrease, as TCP shares a
-link). Without any of them, no request waits.
+The user's ``max_rate``; the limit the server advertises in its answers (the IETF httpapi draft's ``RateLimit``/
+``RateLimit-Policy`` fields, the older drafts' ``RateLimit-Limit``, ``-Remaining`` and ``-Reset``, or the common
+``X-RateLimit-*`` trio); and the rate that 429s have taught: each cuts it to a share of what the server accepted, and
+each accepted request raises it a little (additive increase, multiplicative decrease, as TCP shares a link). Without
+any of them, no request waits.
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from typing import Final
-
-__all__ = ["Pacer", "advertised", "advertises"]
 
 DECREASE: Final = 0.85  # a 429 cuts the rate to this share of the rate the server accepted
 INCREASE: Final = 0.015  # requests/s gained per accepted request: from 17 back to 20 req/s in 10 s
@@ -53,9 +50,9 @@ def advertises(headers: Mapping[str, str]) -> bool:
 
 
 def advertised(headers: Mapping[str, str], date: float | None) -> tuple[float | None, list[tuple[float, float]]]:
-    """What an answer's headers say of the limit: a rate (quota / window, per s) and the
-    (remaining, seconds to reset) windows. ``date`` (the answer's, Unix time) turns a reset
-    given as a Unix time into seconds. Values that do not parse are ignored."""
+    """What an answer's headers say of the limit: a rate (quota / window, per s) and the (remaining, seconds to reset)
+    windows. ``date`` (the answer's, Unix time) turns a reset given as a Unix time into seconds. Values that do not
+    parse are ignored."""
     rates = []
     for item in _items(headers.get("ratelimit-policy", "")):
         quota, window = item.get("q", item.get("")), item.get("w")

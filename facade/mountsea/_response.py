@@ -16,8 +16,6 @@ from ._errors import APIConnectionError, APIError, APITimeoutError, ResponseVali
 from ._retry import parse_retry_after
 from ._task import SERVICES, Task, TaskRef, parse_task
 
-__all__ = ["Answer", "AsyncHttpxSender", "Request", "answer_of", "read_answer", "request_error", "transport_error"]
-
 
 @attrs.frozen
 class Request:
@@ -76,8 +74,8 @@ def _finite(text: str) -> float:
 def _decoded(content: bytes, key: str) -> Any:
     """The JSON body with ``key`` masked wherever it holds it, written plainly or escaped.
 
-    Masked after decoding: a mask in the bytes could cut an escape (``\\u0073``) in two.
-    Raises ValueError (bad JSON or UTF-8, NaN or infinite numbers) or RecursionError (deep nesting).
+    Masked after decoding: a mask in the bytes could cut an escape (``\\u0073``) in two. Raises ValueError (bad JSON
+    or UTF-8, NaN or infinite numbers) or RecursionError (deep nesting).
     """
     body = json.loads(content, parse_float=_finite, parse_constant=_finite)
     if not key or (key.encode() not in content and not _HIDING_ESCAPE.search(content)):
@@ -108,8 +106,8 @@ def _excerpt(body: Any) -> str:
 def read_answer(ref: TaskRef, answer: Answer, now: float, *, secret: bytes = b"") -> Task:
     """The Task in a 2xx ``answer``, or raise the typed error the answer stands for.
 
-    ``now`` is the Unix time, for a ``Retry-After`` given as an HTTP date. Wherever an
-    error would quote the answer, ``secret`` (the API key) is replaced by ``[secure]``.
+    ``now`` is the Unix time, for a ``Retry-After`` given as an HTTP date. Wherever an error would quote the answer,
+    ``secret`` (the API key) is replaced by ``[secure]``.
     """
     where, service, task_id = ref.label, SERVICES[ref.service], ref.id
     status_code, headers, content, key = answer.status_code, answer.headers, answer.content, secret.decode()
@@ -152,8 +150,7 @@ def transport_error(exc: Exception, request: Request) -> APIError:
     kind: type[APIError] = APITimeoutError if timed_out else APIConnectionError
     if isinstance(exc, httpx.TooManyRedirects):
         kind = APIError
-    # Neither reached the server.
-    connecting = isinstance(
+    connecting = isinstance(  # neither reached the server
         exc, httpx.ConnectError | httpx.ConnectTimeout | httpcore.ConnectError | httpcore.ConnectTimeout
     )
     error = request_error(request, detail, kind=kind, connecting=connecting)

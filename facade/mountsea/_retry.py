@@ -13,21 +13,11 @@ import attrs
 
 from ._errors import APIConnectionError, APIError, APIStatusError
 
-__all__ = [
-    "DEFAULT_POLL_POLICY",
-    "MAX_RETRY_AFTER",
-    "PollPolicy",
-    "http_date",
-    "is_retryable",
-    "parse_retry_after",
-    "retry_delay",
-]
-
 # Backoff after a transient failure: 0.5 s, 1 s, 2 s, ... up to 8 s (openai-python's numbers).
 INITIAL_RETRY_DELAY: Final = 0.5
 MAX_RETRY_DELAY: Final = 8.0
-# The longest Retry-After we obey. A server asking for more is clamped to this so one
-# bad header cannot park a client for hours; a wait's own deadline still caps it.
+# The longest Retry-After we obey. A server asking for more is clamped to this so one bad header cannot park a client
+# for hours; a wait's own deadline still caps it.
 MAX_RETRY_AFTER: Final = 60.0
 
 
@@ -41,10 +31,9 @@ def is_retryable(error: APIError) -> bool:
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     """Seconds a server asked us to wait, or None if it did not ask in a usable way.
 
-    Tries ``retry-after-ms`` (milliseconds), then ``retry-after`` as seconds, then as an
-    HTTP date measured against ``now`` (a Unix time). NaN, infinite, negative and
-    unparseable values give None; a date in the past gives 0. ``headers`` must look up
-    names case-insensitively (``httpx.Headers`` does).
+    Tries ``retry-after-ms`` (milliseconds), then ``retry-after`` as seconds, then as an HTTP date measured against
+    ``now`` (a Unix time). NaN, infinite, negative and unparseable values give None; a date in the past gives 0.
+    ``headers`` must look up names case-insensitively (``httpx.Headers`` does).
     """
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         if (value := headers.get(name)) is None:
@@ -92,13 +81,12 @@ def _seconds(value: Any) -> float:
 class PollPolicy:
     """How often `wait()` asks for a task, in seconds.
 
-    The n-th pause (from 0) is ``min(maximum, initial * multiplier ** n) * (1 - jitter * U)``
-    with ``U`` uniform in [0, 1). The defaults follow the API docs: music takes 30-120 s
-    and the docs advise polling every 3-5 s, so start at 1.5 s (short tasks finish
-    early), grow by half each time, and settle at 5 s: 1.5, 2.25, 3.4, 5, 5, ...
-    A 10 % downward jitter keeps many waiting clients from polling in lockstep.
-    With a ``latency`` (`adaptive`), a task's next poll is placed from its age and the learned
-    durations of its service instead (see `_learning`), the curve serving until they are known.
+    The n-th pause (from 0) is ``min(maximum, initial * multiplier ** n) * (1 - jitter * U)`` with ``U`` uniform in
+    [0, 1). The defaults follow the API docs: music takes 30-120 s and the docs advise polling every 3-5 s, so start
+    at 1.5 s (short tasks finish early), grow by half each time, and settle at 5 s: 1.5, 2.25, 3.4, 5, 5, ... A 10 %
+    downward jitter keeps many waiting clients from polling in lockstep. With a ``latency`` (`adaptive`), a task's
+    next poll is placed from its age and the learned durations of its service instead (see `_learning`), the curve
+    serving until they are known.
     """
 
     initial: float = attrs.field(default=1.5, converter=_seconds)

@@ -1,12 +1,11 @@
 """The core: every decision of `get`, `wait`, `as_completed` and `wait_all`, pure.
 
-No I/O, no clock, no logging: a call is a batch (`get()` and `wait()` are batches of
-one) that a driver runs as `_base.py` says. It decides when each task is polled next
-(a heap of next-request times: a sleeping task costs a heap entry, not a thread),
-keeps at most ``max_concurrency`` requests in flight and the client's pace (`_pacing`),
-places each poll from the task's age and what the client learned (`_learning`), backs off
-and decides when a failure ends the call, pauses every task of a service after a 429 (or
-a 5xx with ``Retry-After``), and keeps one deadline for the whole call, with a last poll before it.
+No I/O, no clock, no logging: a call is a batch (`get()` and `wait()` are batches of one) that a driver runs as
+`_base.py` says. It decides when each task is polled next (a heap of next-request times: a sleeping task costs a heap
+entry, not a thread), keeps at most ``max_concurrency`` requests in flight and the client's pace (`_pacing`), places
+each poll from the task's age and what the client learned (`_learning`), backs off and decides when a failure ends
+the call, pauses every task of a service after a 429 (or a 5xx with ``Retry-After``), and keeps one deadline for the
+whole call, with a last poll before it.
 """
 
 from __future__ import annotations
@@ -40,13 +39,11 @@ from ._pacing import Pacer, advertises
 from ._retry import PollPolicy, http_date, is_retryable, retry_delay
 from ._task import Task, TaskRef, TaskStatus
 
-__all__ = ["Call", "ClientState", "Plan", "Scheduler", "Tracked"]
-
 # Errors that no other task of the batch could escape: stop the whole batch at once.
 _FATAL: Final = (AuthenticationError, PermissionDeniedError)
-# A last poll, when the schedule's next one would fall past the deadline, goes out this
-# long before it (or half the time left, if less), so a task that finished in time is
-# seen in time; with less than MIN_FINAL_BUDGET left there is no point in asking.
+# A last poll, when the schedule's next one would fall past the deadline, goes out this long before it (or half the
+# time left, if less), so a task that finished in time is seen in time; with less than MIN_FINAL_BUDGET left there is
+# no point in asking.
 FINAL_POLL_RESERVE: Final = 1.0
 MIN_FINAL_BUDGET: Final = 0.05
 LONGEST_WAIT: Final = 1e9  # seconds (~31 years): the clock plus this still fits the OS's time types
@@ -70,10 +67,9 @@ class ClientState:
 class Call:
     """What one call asked for, shared by all its tasks.
 
-    ``until_done=False`` is `get()`: the first Task ends it, and a transient failure is
-    retried at most ``max_retries`` times. Otherwise poll until the task is terminal,
-    retrying for as long as the ``deadline`` (absolute, on the driver's monotonic clock)
-    allows. ``single`` calls (`get`, `wait`) raise the task's own error; batches collect
+    ``until_done=False`` is `get()`: the first Task ends it, and a transient failure is retried at most ``max_retries``
+    times. Otherwise poll until the task is terminal, retrying for as long as the ``deadline`` (absolute, on the
+    driver's monotonic clock) allows. ``single`` calls (`get`, `wait`) raise the task's own error; batches collect
     errors. A deadline of zero (``one_round``) still sends each task one request.
     """
 
@@ -115,9 +111,8 @@ class Plan:
 class Scheduler:
     """The decisions of one call over one or many tasks.
 
-    With ``keep_results`` (`wait_all`) every finished Task stays until `results()`; without
-    (`as_completed`) a task is forgotten once handed out, so a batch of any size holds
-    only its unfinished tasks.
+    With ``keep_results`` (`wait_all`) every finished Task stays until `results()`; without (`as_completed`) a task is
+    forgotten once handed out, so a batch of any size holds only its unfinished tasks.
     """
 
     def __init__(
@@ -149,10 +144,9 @@ class Scheduler:
             if not isinstance(item, TaskRef | Task):
                 msg = f"expected a TaskRef or a Task, not {type(item).__name__}"
                 raise ValueError(msg)
-            ref = item.ref if isinstance(item, Task) else item
+            ref, last = (item.ref, item) if isinstance(item, Task) else (item, None)
             tracked = by_ref.get(ref)
             if tracked is None:
-                last = item if isinstance(item, Task) else None
                 tracked = by_ref[ref] = Tracked(ref, len(by_ref), last)
                 if last is not None and last.done:
                     self._finish(tracked, last)  # already final: hand it back, no request
@@ -227,10 +221,9 @@ class Scheduler:
     def record(
         self, tracked: Tracked, outcome: Task | APIError, now: float, headers: Mapping[str, str] | None = None
     ) -> Task | None:
-        """An outcome for ``tracked`` arrived at ``now``: returns the status change to report, if any.
+        """An outcome for ``tracked`` arrived at ``now`` (``headers``: an HTTP answer's, of any status, if one came).
 
-        ``headers`` are the answer's, when an HTTP answer came (of any status).
-        """
+        Returns the status change to report, if any."""
         self._sent.discard(tracked)
         date = None
         if headers is not None:
@@ -332,8 +325,8 @@ class Scheduler:
         self._learn()
         if self._fatal is not None:
             raise self._fatal
-        # What is still scheduled or in flight at the deadline (a server trickling its
-        # answer outlasts httpx's per-read timeouts) is pending.
+        # What is still scheduled or in flight at the deadline (a server trickling its answer outlasts httpx's per-read
+        # timeouts) is pending.
         expired = sorted([*self._expired, *(t for _, _, t in self._heap), *self._sent], key=attrgetter("index"))
         self._heap.clear()
         self._sent.clear()
@@ -341,8 +334,17 @@ class Scheduler:
         unreachable = next((t.error for t in expired if _unreachable(t.error, self.state)), None)
         if unreachable is not None:
             raise unreachable
-        if expired and self.call.single:
-            raise _timeout_error(expired[0])
+        if expired and self.call.single:  # the error carries the last Task seen and the last failure
+            first = expired[0]
+            if first.last is None:
+                message = f"{first.ref.label} could not be read before the deadline"
+            else:
+                message = f"{first.ref.label} not done by the deadline (last status: {first.last.raw_status})"
+            if first.error is not None:
+                message += f"; the last {first.failures} attempt(s) in a row failed: {first.error}"
+            error = WaitTimeoutError(message, task=first.last)
+            error.__cause__ = first.error  # not `raise from`: with no failure, a caller's exception stays its context
+            raise error
         if expired:
             pending = [t.last or t.ref for t in expired]
             message = f"{len(expired)} of {self._size} tasks not done by the deadline"
@@ -351,20 +353,7 @@ class Scheduler:
             raise BatchError(self.errors, finished=self.results())
 
 
-def _timeout_error(tracked: Tracked) -> WaitTimeoutError:
-    """A single wait's deadline passed: the error carries the last Task seen and the last failure."""
-    if tracked.last is None:
-        message = f"{tracked.ref.label} could not be read before the deadline"
-    else:
-        message = f"{tracked.ref.label} not done by the deadline (last status: {tracked.last.raw_status})"
-    if tracked.error is not None:
-        message += f"; the last {tracked.failures} attempt(s) in a row failed: {tracked.error}"
-    error = WaitTimeoutError(message, task=tracked.last)
-    error.__cause__ = tracked.error
-    return error
-
-
 def _unreachable(error: APIError | None, state: ClientState) -> bool:
-    # Until the server has answered once, a connection that cannot be made is a wrong
-    # host or port, or a server that is down: say so rather than retry until the deadline.
+    # Until the server has answered once, a connection that cannot be made is a wrong host or port, or a server that is
+    # down: say so rather than retry until the deadline.
     return isinstance(error, APIConnectionError) and error.connecting and not state.answered

@@ -7,15 +7,13 @@ facade reaches their request builder and answer model only through `SERVICES`, s
 from __future__ import annotations
 
 import datetime
-import enum
 import math
 import re
 import types
-import typing
 import unicodedata
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Any, Final, Literal, NoReturn
+from typing import Any, Final, Literal, NoReturn, cast
 
 import attrs
 
@@ -25,18 +23,6 @@ from mountsea_xai_api import models as xai
 from mountsea_xai_api.api.tasks import get_task_result as xai_get
 
 from ._errors import ResponseValidationError
-
-__all__ = [
-    "SERVICES",
-    "TERMINAL_STATUSES",
-    "Service",
-    "ServiceName",
-    "Task",
-    "TaskRef",
-    "TaskStatus",
-    "parse_task",
-    "validate_task_id",
-]
 
 MAX_TASK_ID_LENGTH: Final = 1024
 
@@ -61,7 +47,7 @@ SERVICES: dict[str, Service] = {
 }
 
 
-class TaskStatus(enum.StrEnum):
+class TaskStatus(StrEnum):
     """A task's status: the eight documented values, plus `UNKNOWN` for any other."""
 
     PENDING = "pending"
@@ -172,7 +158,7 @@ def _validate_service(service: object) -> ServiceName:
     if service not in SERVICES:
         msg = f"service must be one of {sorted(SERVICES)}, not {service!r}"
         raise ValueError(msg)
-    return typing.cast(ServiceName, service)
+    return cast(ServiceName, service)
 
 
 @attrs.frozen
@@ -233,7 +219,7 @@ def parse_task(service: Service, payload: object, *, task_id: str | None = None)
     values: dict[str, Any] = {k: None if type(v).__name__ == "Unset" else v for k, v in found.items()}
     if hasattr(values["result"], "to_dict"):
         values["result"] = values["result"].to_dict()
-    status = typing.cast(TaskStatus, TaskStatus._value2member_map_.get(raw_status, TaskStatus.UNKNOWN))
+    status = cast(TaskStatus, TaskStatus._value2member_map_.get(raw_status, TaskStatus.UNKNOWN))
     try:
         values["created_at"], values["finished_at"] = _aware(values["created_at"]), _aware(values["finished_at"])
         # Every other field of the answer, as sent: unknown ones and those a newer spec added alike.
