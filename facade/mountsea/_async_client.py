@@ -21,8 +21,6 @@ from ._response import AsyncHttpxSender, Request, request_error
 from ._scheduler import Scheduler, Tracked
 from ._task import Task
 
-__all__ = ["AsyncMountsea"]
-
 
 class AsyncMountsea(
     BaseClient[

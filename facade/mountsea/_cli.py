@@ -19,8 +19,6 @@ from typing import Any, Final, TextIO
 
 import mountsea
 
-__all__ = ["main"]
-
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEADLINE, EXIT_API, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 EPILOG = """\

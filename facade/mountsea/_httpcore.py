@@ -22,8 +22,6 @@ import httpx
 from ._errors import APIError
 from ._response import Answer, Request, request_error, transport_error
 
-__all__ = ["HttpcoreSender"]
-
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
