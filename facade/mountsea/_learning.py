@@ -81,9 +81,10 @@ class Durations:
         # A kernel estimate over log-durations: the sample alone would place polls on its own
         # gaps, and in logs one bandwidth fits tasks of seconds and tasks of minutes alike.
         logs = [math.log(max(took, 0.1)) for took in self._sorted]
-        quartiles = statistics.quantiles(logs, n=4)
-        spread = min(statistics.pstdev(logs), (quartiles[2] - quartiles[0]) / 1.34) or statistics.pstdev(logs)
-        width = max(BANDWIDTH * spread * len(logs) ** -0.2, 0.01)  # Silverman's rule, narrowed
+        # The spread is that of the densest half (as the IQR, for a normal sample): of one kind of
+        # task where there are several (a mode), not of the gaps between them, which it would fill.
+        half = min(b - a for a, b in zip(logs, logs[len(logs) // 2 :], strict=False))
+        width = max(BANDWIDTH * (half / 1.35 or statistics.pstdev(logs)) * len(logs) ** -0.2, 0.01)
         low, high = logs[0] - 3 * width, logs[-1] + 3 * width
         grid = [low + (high - low) * i / (KNOTS - 1) for i in range(KNOTS)]
         raw = [sum(math.erf((g - x) / (width * math.sqrt(2))) for x in logs) for g in grid]
