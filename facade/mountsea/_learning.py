@@ -134,6 +134,9 @@ def _optimise(ages: list[float], cdf: list[float], partial: list[float], price: 
     n = len(ages)
     cost, late, then = [0.0] * n, [0.0] * n, [n - 1] * n
     for j in range(n - 2, -1, -1):
+        if cdf[j] == cdf[j + 1]:  # none ends in between: the same next poll as from a_{j+1}, at once
+            cost[j], late[j], then[j] = cost[j + 1], late[j + 1], then[j + 1]
+            continue
         best, wait = math.inf, 0.0
         for k in range(j + 1, then[j + 1] + 1 if j < n - 2 else n):
             missed = ages[k] * (cdf[k] - cdf[j]) - (partial[k] - partial[j])
