@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import email.utils
 import itertools
@@ -174,6 +175,24 @@ def test_pauses_are_dense_where_completions_are_likely_and_sparse_between() -> N
     assert max(across_gap) > 2 * max(in_cluster)
     assert any(9 <= a <= 12 for a in ages)  # polled where they end
     assert any(29 <= a <= 32 for a in ages)
+
+
+@pytest.mark.parametrize("latency", [0.5, 1.0, 2.5, 5.0])
+def test_the_mean_latency_over_the_durations_learnt_is_the_one_asked(latency: float) -> None:
+    seconds = [30 + 90 * i / 199 for i in range(200)]  # polled from age 0 on the schedule they give
+    ages = _ages(_durations(seconds), latency, 120.0)
+    late = statistics.fmean(ages[bisect.bisect_left(ages, took)] - took for took in seconds)
+    assert late == pytest.approx(latency, rel=0.15)
+
+
+@pytest.mark.parametrize("latency", [1.0, 2.5])
+def test_the_gap_between_two_kinds_of_tasks_gets_no_poll(latency: float) -> None:
+    # 30 % take 2-10 s, 70 % 30-120 s: the kernel is as wide as one kind is spread, not as the gap.
+    seconds = [2 + 8 * i / 14 for i in range(15)] + [30 + 90 * i / 34 for i in range(35)]
+    ages = _ages(_durations(seconds), latency, 120.0)
+    assert [a for a in ages if 14 < a < 29] == []
+    assert len([a for a in ages if 0 < a <= 14]) >= 3  # polled where the short ones end
+    assert any(29 <= a <= 40 for a in ages)
 
 
 @pytest.mark.parametrize(

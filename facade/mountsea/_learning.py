@@ -1,10 +1,10 @@
 """What a client learns of how long a service's tasks take, and when that says to poll a task again.
 
-Polls of a task are best spaced ``sqrt(K / hazard)`` apart (fewest polls for a given mean
-latency): dense where tasks of its age are likely to finish, none where they cannot yet. In
-steps: the next pause ``d`` from age ``a`` solves ``d * P(done by a + d | not done at a) = K``,
-and ``K`` is found by replaying the learned durations so that their mean detection latency
-is the one asked for.
+Polls of a task are best dense where tasks of its age are likely to finish and absent where they
+cannot yet (about ``sqrt(1 / hazard)`` apart). The schedule is the exact optimum for the learned
+estimate: it minimises the expected polls plus a price times the expected detection latency (a
+dynamic programme over a grid of ages), the price found so that the latency is the one asked for.
+It is computed once per estimate and latency; a poll then looks its next one up.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ __all__ = ["Durations", "age_of", "duration_of"]
 
 SAMPLES: Final = 200  # durations kept per service (a reservoir): 1.6 KB, enough for the quantiles that matter
 MIN_SAMPLES: Final = 20  # fewer than this: poll on the fixed curve, skip no poll on a prior alone
-LATE: Final = 1.5  # no pause makes the tasks likely to finish in it wait more than 1.5x the target, on average
 BANDWIDTH: Final = 0.45  # times the spread of the log-durations, over n ** 0.2: half of Silverman's 0.9
 KNOTS: Final = 128  # points of the estimate
+STEP: Final = 0.015  # the ages a schedule is computed on: 1.5 % apart, 0.1 s at least
 MIN_DELAY: Final = 0.5  # seconds: no task is polled more than twice a second, however likely it is done
 
 
@@ -50,7 +50,7 @@ class Durations:
         self._sorted = array("d")  # the sample, sorted
         self._seen = 0  # durations offered, for the reservoir
         self._knots: tuple[array[float], array[float]] | None = None  # the distribution, rebuilt after a change
-        self._scale: dict[float, float] = {}  # latency -> K
+        self._plans: dict[float, tuple[array[float], array[float]]] = {}  # latency -> the ages, the next polls
 
     def add(self, seconds: float, rng: random.Random) -> None:
         """Learn one duration; past `SAMPLES`, each replaces a random one with the reservoir's odds."""
@@ -61,7 +61,7 @@ class Durations:
             del self._sorted[slot]  # a uniform pick: slots carry no order of arrival
         bisect.insort(self._sorted, seconds)
         self._knots = None
-        self._scale.clear()
+        self._plans.clear()
 
     @property
     def ready(self) -> bool:
@@ -81,9 +81,10 @@ class Durations:
         # A kernel estimate over log-durations: the sample alone would place polls on its own
         # gaps, and in logs one bandwidth fits tasks of seconds and tasks of minutes alike.
         logs = [math.log(max(took, 0.1)) for took in self._sorted]
-        quartiles = statistics.quantiles(logs, n=4)
-        spread = min(statistics.pstdev(logs), (quartiles[2] - quartiles[0]) / 1.34) or statistics.pstdev(logs)
-        width = max(BANDWIDTH * spread * len(logs) ** -0.2, 0.01)  # Silverman's rule, narrowed
+        # The spread is that of the densest half (as the IQR, for a normal sample): of one kind of
+        # task where there are several (a mode), not of the gaps between them, which it would fill.
+        half = min(b - a for a, b in zip(logs, logs[len(logs) // 2 :], strict=False))
+        width = max(BANDWIDTH * (half / 1.35 or statistics.pstdev(logs)) * len(logs) ** -0.2, 0.01)
         low, high = logs[0] - 3 * width, logs[-1] + 3 * width
         grid = [low + (high - low) * i / (KNOTS - 1) for i in range(KNOTS)]
         raw = [sum(math.erf((g - x) / (width * math.sqrt(2))) for x in logs) for g in grid]
@@ -101,50 +102,45 @@ class Durations:
         (too little data, or a task older than any seen) for the caller's fixed curve."""
         if not self.ready or self._cdf(age) >= 1.0:
             return None
-        k = self._scale.get(latency)
-        if k is None:
-            k = latency  # any start: the latency grows about as sqrt(K), so four steps settle it
-            for _ in range(4):
-                k *= (latency / max(self._latency(k, latency), 1e-3)) ** 2
-            self._scale[latency] = k
-        return self._pause(age, k, latency)
+        ages, then = self._plans.get(latency) or self._plan(latency)
+        i = min(bisect.bisect_right(ages, age), len(ages) - 1)  # the next poll after age, between the grid's
+        step = (age - ages[i - 1]) / (ages[i] - ages[i - 1])
+        return max(MIN_DELAY, then[i - 1] + (then[i] - then[i - 1]) * step - age)
 
-    def _pause(self, age: float, k: float, latency: float) -> float:
-        start = self._cdf(age)
-        low, high = (
-            0.0,
-            (self._knots or self._estimate())[0][-1] - age + k,
-        )  # past the last knot P(done) is 1, so high * 1 >= K
-        for _ in range(30):  # bisection: d * P(done within d) grows with d
-            mid = (low + high) / 2
-            if mid * (self._cdf(age + mid) - start) < k * (1.0 - start):
-                low = mid
-            else:
-                high = mid
-        if self._overshoot(age, high) > LATE * latency:  # tasks likely done soon would be seen late
-            low = 0.0
-            for _ in range(20):
-                mid = (low + high) / 2
-                low, high = (mid, high) if self._overshoot(age, mid) <= LATE * latency else (low, mid)
-        return max(MIN_DELAY, high)
+    def _plan(self, latency: float) -> tuple[array[float], array[float]]:
+        """The ages of a grid, and for each the age of the next poll, for a mean latency of ``latency``."""
+        ages = [0.0]
+        while ages[-1] < (self._knots or self._estimate())[0][-1]:
+            ages.append(ages[-1] + max(0.1, STEP * ages[-1]))
+        cdf = [self._cdf(age) for age in ages]
+        partial = [0.0]  # E[T; T <= age]
+        for i in range(1, len(ages)):
+            partial.append(partial[-1] + (cdf[i] - cdf[i - 1]) * (ages[i] + ages[i - 1]) / 2)
+        price = 1.0 / latency  # of a second of latency, in polls: latency goes about as price ** -0.5
+        for _ in range(6):
+            then, late = _optimise(ages, cdf, partial, price)
+            price *= (late / latency) ** 2
+        self._plans[latency] = array("d", ages), array("d", (ages[k] for k in then))
+        return self._plans[latency]
 
-    def _overshoot(self, age: float, pause: float) -> float:
-        """The mean wait, past its finish, of a task that finishes within ``pause`` of ``age``."""
-        start = self._cdf(age)
-        mass = self._cdf(age + pause) - start
-        steps = [self._cdf(age + pause * i / 8) - start for i in range(9)]
-        return pause * (sum(steps) - (steps[0] + steps[-1]) / 2) / 8 / mass if mass > 0 else 0.0
 
-    def _latency(self, k: float, latency: float) -> float:
-        """The mean detection latency over the estimate, tasks polled from age 0 on the pauses K gives."""
-        xs, ps = self._knots or self._estimate()
-        durations = []
-        for i in range(SAMPLES):  # the estimate's quantiles
-            q = (i + 0.5) / SAMPLES
-            j = min(bisect.bisect_right(ps, q), len(ps) - 1)
-            durations.append(xs[j - 1] + (xs[j] - xs[j - 1]) * (q - ps[j - 1]) / (ps[j] - ps[j - 1]))
-        grid, age = [0.0], 0.0
-        while age < durations[-1]:
-            age += self._pause(age, k, latency)
-            grid.append(age)
-        return statistics.fmean(grid[bisect.bisect_left(grid, took)] - took for took in durations)
+def _optimise(ages: list[float], cdf: list[float], partial: list[float], price: float) -> tuple[list[int], float]:
+    """The schedule minimising E[polls] + price * E[latency] (a dynamic programme, backwards over
+    the age of the last poll): the next poll's index for each age, and the mean latency from age 0.
+
+    Polls at ``a_j`` then ``a_k`` see the tasks done in between ``a_k (F_k - F_j) - (M_k - M_j)``
+    late in all (``M`` the partial mean); the cost is Monge, so the best ``k`` does not decrease with
+    ``j``, and the scan for ``j`` stops at the best ``k`` of ``j + 1``."""
+    n = len(ages)
+    cost, late, then = [0.0] * n, [0.0] * n, [n - 1] * n
+    for j in range(n - 2, -1, -1):
+        if cdf[j] == cdf[j + 1]:  # none ends in between: the same next poll as from a_{j+1}, at once
+            cost[j], late[j], then[j] = cost[j + 1], late[j + 1], then[j + 1]
+            continue
+        best, wait = math.inf, 0.0
+        for k in range(j + 1, then[j + 1] + 1 if j < n - 2 else n):
+            missed = ages[k] * (cdf[k] - cdf[j]) - (partial[k] - partial[j])
+            if (value := price * missed + cost[k]) <= best:
+                best, wait, then[j] = value, missed, k
+        cost[j], late[j] = 1.0 - cdf[j] + best, wait + late[then[j]]
+    return then, late[0]
