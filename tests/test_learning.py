@@ -258,6 +258,21 @@ def test_a_client_that_knows_the_durations_skips_the_polls_that_cannot_see_the_t
     assert polls[-1] >= 15.0
 
 
+def test_adaptive_jitter_spreads_polls_both_ways_around_the_plan_and_keeps_its_mean() -> None:
+    planned = World({REF: (0.0, 100.0)})
+    _wait(planned, _state(UNIFORM), ADAPTIVE)
+    first_pause = _gaps(planned.times())[0]
+    pauses = []
+    for seed in range(200):
+        world, state = World({REF: (0.0, 100.0)}), _state(UNIFORM)
+        state.rng = random.Random(seed)
+        _wait(world, state, PollPolicy.adaptive(latency=2.5))  # jitter 0.1
+        pauses.append(_gaps(world.times())[0])
+    assert min(pauses) < first_pause < max(pauses)
+    assert 0.95 * first_pause <= min(pauses) and max(pauses) <= 1.05 * first_pause
+    assert abs(statistics.fmean(pauses) / first_pause - 1) < 0.01
+
+
 @pytest.mark.parametrize("known", [0, 1, 19])
 def test_until_twenty_durations_are_known_polls_follow_the_old_curve(known: int) -> None:
     world = World({REF: (0.0, 15.0)})

@@ -18,8 +18,6 @@ from typing import Final
 
 from ._task import Task
 
-__all__ = ["Durations", "age_of", "duration_of"]
-
 SAMPLES: Final = 200  # durations kept per service (a reservoir): 1.6 KB, enough for the quantiles that matter
 MIN_SAMPLES: Final = 20  # fewer than this: poll on the fixed curve, skip no poll on a prior alone
 BANDWIDTH: Final = 0.45  # times the spread of the log-durations, over n ** 0.2: half of Silverman's 0.9

@@ -270,7 +270,7 @@ class Scheduler:
         if policy.latency is not None and tracked.born is not None:
             durations = self.state.durations[tracked.ref.service]
             if (delay := durations.next_delay(now - tracked.born, policy.latency)) is not None:
-                return delay * (1 - policy.jitter * rng.random())
+                return delay * (1 + policy.jitter * (rng.random() - 0.5))
         return policy.delay(tracked.polls, rng)
 
     def _on_error(self, tracked: Tracked, error: APIError, now: float) -> None:
