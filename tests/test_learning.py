@@ -328,6 +328,19 @@ def test_a_batch_learns_its_durations_when_it_ends() -> None:
     assert state.durations["producer"].next_delay(0.0, 2.5) is not None
 
 
+def test_a_task_read_again_and_again_teaches_its_duration_once() -> None:
+    state, finished = _state(), World({REF: (0.0, 10.0)})
+    get = Call(until_done=False, single=True, deadline=None, policy=ADAPTIVE, max_retries=2)
+    for visit in range(3 * MIN_SAMPLES):  # a status page asking for it on every visit
+        run(finished, Scheduler([REF], call=get, state=state, now=100.0 + visit), start=100.0 + visit)
+    assert len(finished.sent) == 3 * MIN_SAMPLES
+    assert not state.durations["producer"].ready  # one duration, not sixty copies of it
+    for i in range(MIN_SAMPLES - 1):
+        other = mountsea.TaskRef("producer", f"other-{i}")
+        run(World({other: (0.0, 20.0)}), Scheduler([other], call=get, state=state, now=200.0), start=200.0)
+    assert state.durations["producer"].ready
+
+
 @pytest.mark.parametrize("method", ["get", "wait"])
 def test_single_calls_learn_at_once(method: str) -> None:
     state = _state()

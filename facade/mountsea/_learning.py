@@ -47,11 +47,20 @@ class Durations:
     def __init__(self) -> None:
         self._sorted = array("d")  # the sample, sorted
         self._seen = 0  # durations offered, for the reservoir
+        self._ids = array("q", bytes(8 * SAMPLES))  # hashes of the task ids last learned, in a ring
         self._knots: tuple[array[float], array[float]] | None = None  # the distribution, rebuilt after a change
         self._plans: dict[float, tuple[array[float], array[float]]] = {}  # latency -> the ages, the next polls
 
-    def add(self, seconds: float, rng: random.Random) -> None:
-        """Learn one duration; past `SAMPLES`, each replaces a random one with the reservoir's odds."""
+    def add(self, seconds: float, rng: random.Random, task_id: str = "") -> None:
+        """Learn one duration; past `SAMPLES`, each replaces a random one with the reservoir's odds.
+
+        A task read again (a status page asking for it on every visit) teaches once: the hashes of the last
+        `SAMPLES` ids learned are kept (1.6 KB), and a task among them is skipped.
+        """
+        if task_id:
+            if (key := hash(task_id)) in self._ids:
+                return
+            self._ids[self._seen % SAMPLES] = key
         self._seen += 1
         if len(self._sorted) >= SAMPLES:
             if (slot := rng.randrange(self._seen)) >= SAMPLES:

@@ -137,7 +137,7 @@ class Scheduler:
         self._untried = 0  # tasks not yet sent their one request of a zero deadline
         self._warned: set[str] = set()  # unknown statuses already warned about
         # Durations a batch read, learned when it ends: meanwhile they would be the short ones only.
-        self._learned: list[tuple[str, float]] = []
+        self._learned: list[tuple[str, str, float]] = []
         self._order: list[Tracked] | None = [] if keep_results else None  # one per input item
         by_ref: dict[TaskRef, Tracked] = {}
         for item in items:
@@ -248,7 +248,7 @@ class Scheduler:
         if tracked.born is None:  # the server's clock for both ends, or else when this call first saw it
             tracked.born = self._start if (age := age_of(task, date)) is None else now - age
         if (took := duration_of(task)) is not None:  # a task seen once, already finished, teaches too
-            self._learned.append((task.service, took))
+            self._learned.append((task.service, task.id, took))
             if self.call.single:
                 self._learn()
         if task.status is TaskStatus.UNKNOWN and task.raw_status not in self._warned:
@@ -316,8 +316,8 @@ class Scheduler:
             tracked.result = task
 
     def _learn(self) -> None:
-        for service, took in self._learned:
-            self.state.durations[service].add(took, self.state.rng)
+        for service, task_id, took in self._learned:
+            self.state.durations[service].add(took, self.state.rng, task_id)
         self._learned.clear()
 
     def _end(self) -> None:
