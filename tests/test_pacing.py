@@ -5,6 +5,8 @@ from __future__ import annotations
 import email.utils
 import itertools
 import math
+import sys
+import threading
 
 import httpx
 import pytest
@@ -315,3 +317,25 @@ def test_two_named_policies_are_not_mixed_into_one_window() -> None:
     """Draft-11 items stand alone: one's remaining is never read against the other's reset."""
     _, windows = advertised({"ratelimit": '"a";r=10;t=60, "b";r=0'}, None)
     assert windows == [(10.0, 60.0)]
+
+
+def test_threads_taking_at_once_share_one_token() -> None:
+    """The sync client's calls on several threads: one token lets one request go, however they interleave."""
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can: any unguarded step shows
+    try:
+        for _ in range(300):
+            pacer, start, went = Pacer(max_rate=1), threading.Barrier(8), []
+
+            def take(pacer: Pacer = pacer, start: threading.Barrier = start, went: list[float] = went) -> None:
+                start.wait()
+                went.append(pacer.take(100.0))
+
+            threads = [threading.Thread(target=take) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert sorted(went)[:2] == [0.0, pytest.approx(1.0)], went
+    finally:
+        sys.setswitchinterval(switch)

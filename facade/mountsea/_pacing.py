@@ -10,6 +10,7 @@ any of them, no request waits.
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from collections.abc import Mapping
 from typing import Final
@@ -87,6 +88,7 @@ class Pacer:
         self._answered: deque[float] = deque(maxlen=RECENT)  # when the last answers came
         self._accepted: deque[float] = deque(maxlen=RECENT)  # ... and the last not 429
         self._cut = -math.inf
+        self._lock = threading.Lock()
 
     def rate(self, now: float) -> float | None:
         """Requests per second allowed at ``now`` (None: no ceiling)."""
@@ -101,12 +103,13 @@ class Pacer:
         if rate <= 0:  # the server's window is spent: wait for its reset
             assert self._window is not None
             return self._window[1] - now
-        self._tokens = min(1.0, self._tokens + (now - self._filled) * rate)
-        self._filled = now
-        if self._tokens >= 1.0 - 1e-9:  # float rounding must not leave a wait too short to advance a clock
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / rate
+        with self._lock:  # calls on several threads (the sync client's) share one bucket: one token, one request
+            self._tokens = min(1.0, self._tokens + (now - self._filled) * rate)
+            self._filled = max(self._filled, now)
+            if self._tokens >= 1.0 - 1e-9:  # float rounding must not leave a wait too short to advance a clock
+                self._tokens -= 1.0
+                return 0.0
+            return (1.0 - self._tokens) / rate
 
     def observe(self, status_code: int, headers: Mapping[str, str], now: float, date: float | None) -> None:
         """An answer of ``status_code`` came at ``now``; ``date`` is its ``Date`` (Unix time), if it has one."""
