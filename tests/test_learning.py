@@ -214,7 +214,7 @@ def test_done_probability_is_conditional_on_not_done_before() -> None:
     assert durations.done_probability(0.0, 15.0) == pytest.approx(0.5, abs=0.05)
     assert durations.done_probability(15.0, 17.5) == pytest.approx(0.5, abs=0.07)  # (0.75 - 0.5) / (1 - 0.5)
     assert durations.done_probability(0.0, 30.0) == 1.0
-    assert durations.done_probability(30.0, 31.0) == 1.0  # older than any seen: surely done
+    assert durations.done_probability(30.0, 31.0) == 0.5  # not done, older than any seen: nothing is known
     chances = [durations.done_probability(12.0, age) for age in range(12, 22)]
     assert chances == sorted(chances)
 
@@ -371,6 +371,28 @@ def test_max_rate_spaces_the_requests_of_every_call_and_service() -> None:
     assert len(times) == 12
     assert min(_gaps(times)) >= 0.25  # a token every 1/4 s, shared by both calls
     assert times[-1] == pytest.approx(11 * 0.25)
+
+
+def test_when_the_rate_binds_tasks_nothing_is_known_of_still_get_their_turn() -> None:
+    """Tasks older than any duration learned, and a service with none learned, share the tokens: none starves."""
+    stuck = [mountsea.TaskRef("producer", f"p{i}") for i in range(10)]
+    fresh = mountsea.TaskRef("xai", "x")
+    world = World({**dict.fromkeys(stuck, (-100.0, 1000000.0)), fresh: (0.0, 1e6)})
+    state = _state(UNIFORM, max_rate=1)
+    call = _call(PollPolicy.fixed(1.0), single=False)
+    scheduler, now = Scheduler([*stuck, fresh], call=call, state=state, now=0.0, max_concurrency=1), 0.0
+    for _ in range(10_000):  # bounded: a scheduler that stops advancing fails, it does not hang
+        plan = scheduler.plan(now)
+        for tracked, _ in plan.send:
+            task, headers = world.answer(tracked.ref, now)
+            scheduler.record(tracked, task, now, headers)
+        if not plan.send:
+            assert plan.wait is not None
+            now += plan.wait
+        if now >= 60:
+            break
+    assert len(world.sent) == pytest.approx(60, abs=2)  # one token a second
+    assert len(world.times(fresh)) >= 4  # its share of 11, not its first look alone
 
 
 def test_when_the_rate_binds_the_due_tasks_most_likely_done_go_first() -> None:

@@ -100,9 +100,10 @@ class Durations:
         return self._knots
 
     def done_probability(self, since: float, age: float) -> float:
-        """P(done by ``age`` | not done at ``since``), ages in seconds."""
+        """P(done by ``age`` | not done at ``since``), ages in seconds; one half for a task not done at an age past
+        every duration learned, of which they say nothing (ranked first, such tasks would take every token)."""
         alive = 1.0 - self._cdf(since)
-        return 1.0 if alive <= 0 else min(1.0, (self._cdf(age) - self._cdf(since)) / alive)
+        return 0.5 if alive <= 0 else min(1.0, (self._cdf(age) - self._cdf(since)) / alive)
 
     def next_delay(self, age: float, latency: float) -> float | None:
         """Seconds from ``age`` to the next poll for a mean detection latency of ``latency``, or None

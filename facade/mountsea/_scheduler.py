@@ -177,28 +177,28 @@ class Scheduler:
             return Plan(ready, done=True)
         pacer, room = self.state.pacer, self.max_concurrency - len(self._sent)
         ranked = pacer.rate(now) is not None  # a ceiling binds: the due most likely done go first
-        due: list[tuple[Tracked, float | None]] = []  # with their budgets
+        due: list[tuple[Tracked, float | None, float]] = []  # with their budgets and when they fell due
         held: list[Tracked] = []
         while self._heap and self._heap[0][0] <= now and (ranked or len(due) < room):
-            tracked = heapq.heappop(self._heap)[2]
+            when, _, tracked = heapq.heappop(self._heap)
             if self._paused.get(tracked.ref.service, 0.0) > now:
                 held.append(tracked)
             elif tracked.polls + tracked.failures == 0 and self.call.one_round:
-                due.append((tracked, None))  # a zero deadline's one request: bounded by the client timeout
+                due.append((tracked, None, when))  # a zero deadline's one request: bounded by the client timeout
             elif deadline is not None and now >= deadline:
                 self._expired.append(tracked)
             else:
-                due.append((tracked, None if deadline is None else deadline - now))
+                due.append((tracked, None if deadline is None else deadline - now, when))
         for tracked in held:  # resume when the service's pause ends
             self._schedule(tracked, self._paused[tracked.ref.service], now)
-        if ranked:
+        if ranked:  # a stable sort: among the equally likely, the longest due first
             due.sort(key=partial(self._likelihood, now), reverse=True)
-        token_wait, send = 0.0, due
+        token_wait, send = 0.0, [(tracked, budget) for tracked, budget, _ in due]
         for position in range(len(due)):
             if position >= room or (ranked and (token_wait := pacer.take(now)) > 0):
-                send = due[:position]
-                for later, _ in due[position:]:
-                    self._push(now, later)
+                del send[position:]
+                for later, _, when in due[position:]:  # still due since then: a task kept waiting keeps its place
+                    self._push(when, later)
                 break
         self._sent.update(tracked for tracked, _ in send)
         wake = self._heap[0][0] if self._heap and len(self._sent) < self.max_concurrency else None
@@ -208,14 +208,16 @@ class Scheduler:
             wake = deadline if wake is None else min(wake, deadline)  # answers still out then are given up
         return Plan(ready, send, None if wake is None else min(max(0.0, wake - now), LONGEST_WAIT))
 
-    def _likelihood(self, now: float, item: tuple[Tracked, float | None]) -> float:
+    def _likelihood(self, now: float, item: tuple[Tracked, float | None, float]) -> float:
         """How likely a due task is done by ``now``: with the rate bound, the likeliest go first."""
         tracked = item[0]
         if tracked.last is None:
             return 1.0  # not seen yet: a first look comes first
         durations = self.state.durations[tracked.ref.service]
         if tracked.born is None or not durations.ready:
-            return 0.0  # unknown: the earliest due first
+            # Unknown: as likely as not. Ranked last, a service with nothing learned yet would wait behind every task
+            # of one learned, for as long as the rate binds; at one half, each of those drops below it once polled.
+            return 0.5
         return durations.done_probability(tracked.answered_at - tracked.born, now - tracked.born)
 
     def record(
