@@ -7,9 +7,11 @@ bounded, closed with the loop that opened them, a pool timeout, and a proxy from
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import http.server
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -146,3 +148,40 @@ def test_a_proxy_set_in_the_environment_is_used(server: CountingServer, monkeypa
 
     assert asyncio.run(main()).status is mountsea.TaskStatus.COMPLETED
     assert server.targets == ["http://api.mountsea.example/producer/tasks?taskId=t"]  # absolute form: a proxy's
+
+
+def test_an_idle_connection_the_server_wrote_on_is_not_reused() -> None:
+    """A server that sends a 408 on an idle keep-alive connection and closes it: the next request opens another."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            accepted.append(conn)
+            conn.recv(65536)
+            body = json.dumps({"taskId": "t", "status": "completed"}).encode()
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            conn.sendall(head + body)
+            time.sleep(0.2)  # idle: the server gives up on the connection, saying so first
+            with contextlib.suppress(OSError):  # the client may have closed it already
+                conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    async def main() -> list[mountsea.TaskStatus]:
+        async with mountsea.AsyncMountsea(KEY, base_url=url, max_retries=0) as client:
+            first = await client.producer.tasks.get("t")
+            await asyncio.sleep(0.5)  # the 408 sits unread on the idle connection
+            return [first.status, (await client.producer.tasks.get("t")).status]
+
+    try:
+        assert asyncio.run(main()) == [mountsea.TaskStatus.COMPLETED] * 2
+        server.join(5)
+        assert len(accepted) == 2
+    finally:
+        for conn in accepted:
+            conn.close()
+        listener.close()

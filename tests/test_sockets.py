@@ -237,6 +237,14 @@ def test_a_redirect_to_an_unusable_url_is_a_connection_error(
     assert mountsea_server.request_count() == 1
 
 
+def test_a_host_name_no_resolver_can_encode_is_a_connection_error(front: Front, mountsea_server: FakeMountsea) -> None:
+    with pytest.raises(mountsea.APIConnectionError):  # an empty label: IDNA refuses it
+        front.run(lambda c: c.producer.tasks.get("t"), api_key="k", base_url="http://a..b", max_retries=0)
+    mountsea_server.inject(Fault.redirect("http://xn--a.test/x"), times=10)  # punycode that decodes to nothing valid
+    with pytest.raises(mountsea.APIConnectionError):
+        _run(front, mountsea_server, lambda c: c.producer.tasks.get("t"), max_retries=0)
+
+
 def _batch(front: Front, server: FakeMountsea, method: str, refs: list[Any], **kwargs: Any) -> list[mountsea.Task]:
     if method == "wait_all":
         return _run(front, server, lambda c: c.wait_all(refs, **kwargs))  # type: ignore[no-any-return]

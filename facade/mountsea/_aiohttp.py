@@ -64,7 +64,7 @@ class DefaultAioHttpClient:
                 request.url, timeout=timeout, allow_redirects=True, max_redirects=self._max_redirects + 1
             ) as response:
                 return Answer(response.status, response.headers, await response.read())
-        except (aiohttp.ClientError, OSError) as exc:  # the one translation boundary; TimeoutError is an OSError
+        except (aiohttp.ClientError, OSError, UnicodeError) as exc:  # the one translation boundary (UnicodeError: IDNA)
             error = _translate(request, exc)
             error.__cause__ = exc
             return error

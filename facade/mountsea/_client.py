@@ -115,7 +115,7 @@ class HttpxOnThreads:
     def send(self, request: Request) -> Answer | APIError:
         try:
             response = self.http.get(request.url, headers=self._headers, timeout=request.timeout, follow_redirects=True)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a redirect to a URL httpx cannot use
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:  # a URL or host httpx cannot use
             return transport_error(exc, request)
         return answer_of(response)
 

@@ -41,10 +41,10 @@ class HttpcoreSender:
         """GET ``request.url``, following redirects: the answer, or the `APIError` for a transport failure."""
         if self._pool is None or self._loop is not asyncio.get_running_loop():
             self._pool = await self._open()
-        url, headers, started = request.url, self._headers, time.monotonic()
+        pool, url, headers, started = self._pool, request.url, self._headers, time.monotonic()
         try:
             for _ in range(self._max_redirects + 1):
-                response = await self._pool.request(url, headers, request.timeout)
+                response = await pool.request(url, headers, request.timeout)
                 got = httpx.Headers(response.headers)
                 location = got.get("location")
                 if response.status not in _REDIRECTS or location is None:
@@ -55,7 +55,7 @@ class HttpcoreSender:
                 if _origin(target) != _origin(source):  # Authorization stays on its origin
                     headers = [(k, v) for k, v in headers if k.lower() != b"authorization"]
                 url = str(target)
-        except httpx.InvalidURL as exc:
+        except (httpx.InvalidURL, UnicodeError) as exc:  # UnicodeError: a host IDNA cannot encode
             return request_error(request, f"invalid URL in the Location header: {exc}")
         except (
             httpcore.TimeoutException,
@@ -111,9 +111,13 @@ class _Pool:
                 await self._slots.acquire()
         else:
             await self._slots.acquire()
+        if b":" in origin.host:  # httpcore writes an IPv6 literal's Host without its brackets
+            default = origin.port == (443 if origin.scheme == b"https" else 80)
+            headers = [*headers, (b"Host", b"[%s]" % origin.host + (b"" if default else b":%d" % origin.port))]
         try:
-            while idle and idle[-1].has_expired():  # the server closed it, or it sat idle past keepalive_expiry
-                await idle.pop().aclose()
+            for end in (0, -1):  # the server closed it, or it sat idle past keepalive_expiry: at either end
+                while idle and idle[end].has_expired():
+                    await idle.pop(end).aclose()
             connection = idle.pop() if idle else self._connection(origin)
             try:
                 response = await connection.request(
@@ -159,7 +163,8 @@ class _AsyncioBackend(httpcore.AsyncNetworkBackend):
         del socket_options  # the pool is built without any
         local = None if local_address is None else (local_address, 0)
         async with _failing_as(httpcore.ConnectTimeout, httpcore.ConnectError, timeout):
-            return _Stream(*await asyncio.open_connection(host, port, local_addr=local))
+            # Addresses raced 0.25 s apart (happy eyeballs, as anyio does): a broken IPv6 route does not eat the timeout.
+            return _Stream(*await asyncio.open_connection(host, port, local_addr=local, happy_eyeballs_delay=0.25))
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -192,8 +197,9 @@ class _Stream(httpcore.AsyncNetworkStream):
         return self
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":  # an idle connection the server closed (httpcore then opens another)
-            return self._reader.at_eof() or self._writer.is_closing()
+        if info == "is_readable":  # an idle connection the server closed or wrote on (a 408): httpcore opens another
+            unread = len(getattr(self._reader, "_buffer", b""))  # asyncio reads ahead into it; no public accessor
+            return bool(unread) or self._reader.at_eof() or self._writer.is_closing()
         return self._writer.get_extra_info({"client_addr": "sockname", "server_addr": "peername"}.get(info, info))
 
 
@@ -211,6 +217,6 @@ class _failing_as:  # lower case: used as ``async with``, like asyncio.timeout
             await self._timeout.__aexit__(kind, exc, tb)  # type: ignore[arg-type]
         except TimeoutError as timed_out:
             raise self._timed_out(str(timed_out) or "timed out") from timed_out
-        if isinstance(exc, OSError):  # refused, reset, DNS, TLS (ssl.SSLError is one)
+        if isinstance(exc, OSError | UnicodeError):  # refused, reset, DNS, TLS (an ssl.SSLError); a host IDNA refuses
             detail = f"{type(exc).__name__}: {exc}"
             raise self._failed(detail) from exc

@@ -104,7 +104,7 @@ class Pacer:
             assert self._window is not None
             return self._window[1] - now
         with self._lock:  # calls on several threads (the sync client's) share one bucket: one token, one request
-            self._tokens = min(1.0, self._tokens + (now - self._filled) * rate)
+            self._tokens = min(1.0, self._tokens + max(0.0, now - self._filled) * rate)  # a thread's older `now`
             self._filled = max(self._filled, now)
             if self._tokens >= 1.0 - 1e-9:  # float rounding must not leave a wait too short to advance a clock
                 self._tokens -= 1.0

@@ -170,7 +170,7 @@ class AsyncHttpxSender:
             response = await self.http.get(
                 request.url, headers=self._headers, timeout=request.timeout, follow_redirects=True
             )
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a redirect to a URL httpx cannot use
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:  # a URL or host httpx cannot use
             return transport_error(exc, request)
         return answer_of(response)
 
