@@ -49,7 +49,8 @@ class HttpcoreSender:
                 location = got.get("location")
                 if response.status not in _REDIRECTS or location is None:
                     return Answer(response.status, got, response.content, time.monotonic() - started)
-                source, target = httpx.URL(url), httpx.URL(url).join(location)  # as httpx reads it (IDNA...)
+                source = httpx.URL(url)
+                target = source.join(location)  # as httpx reads it (IDNA...)
                 if target.scheme not in {"http", "https"} or not 0 < (target.port or 80) < 65536:
                     return request_error(request, "redirected to a URL that is not http(s) or has no valid port")
                 if _origin(target) != _origin(source):  # Authorization stays on its origin
