@@ -34,8 +34,8 @@ class AsyncMountsea(
 
     Use it with ``async with``, or await `aclose()` when done. Sleeping tasks hold no coroutine.
 
-    Every request runs on the loop: by default on httpcore's pool (what httpx sends with) without httpx's client
-    layer, about the CPU of the sync client per request; through an ``httpx.AsyncClient`` where a proxy is set in
+    Every request runs on the loop: by default on httpcore's connections (what httpx sends with) without httpx's
+    client layer, about the CPU of the sync client per request; through an ``httpx.AsyncClient`` where a proxy is set in
     the environment or with ``http2=True``. A passed-in ``httpx.AsyncClient`` is used as it is (and left open by
     `aclose()`); a `DefaultAioHttpClient` (extra ``mountsea[aiohttp]``) runs them on aiohttp, the fastest.
     """

@@ -1,4 +1,4 @@
-"""`Mountsea`, the sync driver, and its senders: httpx on worker threads (`AsyncMountsea`'s default too), or a loop."""
+"""`Mountsea`, the sync driver, and its senders: httpx on worker threads, or an async sender on a loop thread."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import httpcore
 import httpx
 
 from ._errors import APIError
-from ._response import Answer, Request, request_error, transport_error
+from ._response import Answer, Request, origin, request_error, transport_error
 
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
@@ -53,7 +53,7 @@ class HttpcoreSender:
                 target = source.join(location)  # as httpx reads it (IDNA...)
                 if target.scheme not in {"http", "https"} or not 0 < (target.port or 80) < 65536:
                     return request_error(request, "redirected to a URL that is not http(s) or has no valid port")
-                if _origin(target) != _origin(source):  # Authorization stays on its origin
+                if origin(target) != origin(source):  # Authorization stays on its origin
                     headers = [(k, v) for k, v in headers if k.lower() != b"authorization"]
                 url = str(target)
         except (httpx.InvalidURL, UnicodeError) as exc:  # UnicodeError: a host IDNA cannot encode
@@ -144,10 +144,6 @@ class _Pool:
         self._idle.clear()
         for connection in idle:
             await connection.aclose()
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int]:
-    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
 
 
 class _AsyncioBackend(httpcore.AsyncNetworkBackend):

@@ -38,16 +38,21 @@ class Answer:
     elapsed: float | None = None  # seconds, for the debug log, when the driver timed it
 
 
+def origin(url: httpx.URL) -> tuple[str, str, int]:
+    """Scheme, host and port, the scheme's default port if the URL names none."""
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
 def request_error(
     request: Request, detail: str, *, kind: type[APIError] = APIConnectionError, connecting: bool = False
 ) -> APIError:
     """The error for a request with no usable answer; ``kind`` `APIError` is a redirect loop, never retried."""
-    url = httpx.URL(request.url)
-    origin = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+    _, host, port = origin(httpx.URL(request.url))
+    where = f"{host}:{port}"
     if kind is APIConnectionError:
-        what = f"connection error {'cannot connect to' if connecting else 'with'} {origin}"
+        what = f"connection error {'cannot connect to' if connecting else 'with'} {where}"
     else:
-        what = f"request to {origin} timed out" if kind is APITimeoutError else f"too many redirects from {origin}"
+        what = f"request to {where} timed out" if kind is APITimeoutError else f"too many redirects from {where}"
     message = f"{TaskRef(request.service, request.task_id).label}: {what} ({detail})"
     error = kind(message, service=request.service, task_id=request.task_id)
     if isinstance(error, APIConnectionError):
