@@ -301,6 +301,20 @@ def test_the_age_comes_from_the_servers_date_and_created_at(skew: float) -> None
     assert second - first < from_zero - 3  # from age 0, it would come 4 s later
 
 
+def test_the_age_is_the_oldest_that_the_whole_second_dates_say() -> None:
+    # Created 6.7 s before the call began. A Date is whole seconds: read at 0.95 s, the task looks
+    # 0.95 s younger than it is; read again at a moment nearer its second's start, less so.
+    learned = _durations(UNIFORM)
+    world = World({REF: (-6.7, 19.5)})
+    _wait(world, _state(UNIFORM), start=0.95)
+    first, second, third = world.times()[:3]
+    assert second - first == pytest.approx(learned.next_delay(6.7, 2.5))
+    assert second % 1 < 0.8  # the second Date is nearer the truth than the first
+    age = second + 6.7 - second % 1  # what the second answer says
+    assert third - second == pytest.approx(learned.next_delay(age, 2.5))
+    assert third - second != pytest.approx(learned.next_delay(second + 6.7 - 0.95, 2.5))  # from the first alone
+
+
 def test_without_date_or_created_at_the_age_counts_from_when_the_call_began() -> None:
     learned = _durations(UNIFORM)
     world = World({REF: (-6.0, 15.0)}, dated=False)

@@ -20,7 +20,8 @@ from ._task import Task
 
 SAMPLES: Final = 200  # durations kept per service (a reservoir): 1.6 KB, enough for the quantiles that matter
 MIN_SAMPLES: Final = 20  # fewer than this: poll on the fixed curve, skip no poll on a prior alone
-BANDWIDTH: Final = 0.45  # times the spread of the log-durations, over n ** 0.2: half of Silverman's 0.9
+BANDWIDTH: Final = 0.9  # times the spread of the log-durations, over n ** 0.2: Silverman's rule of thumb
+NORMAL_FIT: Final = 0.886  # Lilliefors' 5 % critical value, times sqrt(n), of the distance to a fitted normal
 KNOTS: Final = 128  # points of the estimate
 STEP: Final = 0.015  # the ages a schedule is computed on: 1.5 % apart, 0.1 s at least
 MIN_DELAY: Final = 0.5  # seconds: no task is polled more than twice a second, however likely it is done
@@ -90,8 +91,11 @@ class Durations:
         logs = [math.log(max(took, 0.1)) for took in self._sorted]
         # The spread is that of the densest half (as the IQR, for a normal sample): of one kind of
         # task where there are several (a mode), not of the gaps between them, which it would fill.
-        half = min(b - a for a, b in zip(logs, logs[len(logs) // 2 :], strict=False))
-        width = max(BANDWIDTH * (half / 1.35 or statistics.pstdev(logs)) * len(logs) ** -0.2, 0.01)
+        # Silverman's width suits one smooth bump; where the sample is not one (a normal fit fails
+        # Lilliefors' test), half of it keeps the edges of each kind sharp.
+        n, half = len(logs), min(b - a for a, b in zip(logs, logs[len(logs) // 2 :], strict=False))
+        width = BANDWIDTH * (half / 1.35 or statistics.pstdev(logs)) * n**-0.2
+        width = max(width if _normal_fit(logs) <= NORMAL_FIT / math.sqrt(n) else width / 2, 0.01)
         low, high = logs[0] - 3 * width, logs[-1] + 3 * width
         grid = [low + (high - low) * i / (KNOTS - 1) for i in range(KNOTS)]
         raw = [sum(math.erf((g - x) / (width * math.sqrt(2))) for x in logs) for g in grid]
@@ -130,6 +134,14 @@ class Durations:
             price *= (late / latency) ** 2
         self._plans[latency] = array("d", ages), array("d", (ages[k] for k in then))
         return self._plans[latency]
+
+
+def _normal_fit(logs: list[float]) -> float:
+    """The greatest distance between the sorted ``logs``' empirical CDF and the normal fitted to them (1: none fits)."""
+    if (spread := statistics.pstdev(logs)) == 0:
+        return 1.0
+    normal, n = statistics.NormalDist(statistics.fmean(logs), spread), len(logs)
+    return max(max((i + 1) / n - p, p - i / n) for i, p in enumerate(map(normal.cdf, logs)))
 
 
 def _optimise(ages: list[float], cdf: list[float], partial: list[float], price: float) -> tuple[list[int], float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import functools
 import math
 import random
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     return None
 
 
+@functools.lru_cache(maxsize=4)  # every answer of a second carries the same Date: parsed once (9 µs)
 def http_date(value: str) -> float | None:
     """An HTTP date (a ``Date`` or ``Retry-After`` header) as a Unix time, or None if it is not one."""
     try:

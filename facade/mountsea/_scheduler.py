@@ -230,9 +230,8 @@ class Scheduler:
         date = None
         if headers is not None:
             self.state.answered = True
-            # Parsed only when of use (about 9 µs): for a limit's reset, or the age of a task to poll again.
-            unfinished = isinstance(outcome, Task) and not outcome.done and tracked.born is None
-            if unfinished or advertises(headers):
+            # Parsed only when of use: for a limit's reset, or the age of a task to poll again.
+            if (isinstance(outcome, Task) and not outcome.done) or advertises(headers):
                 date = http_date(headers.get("date", ""))
             status = outcome.status_code if isinstance(outcome, APIStatusError) else 200
             self.state.pacer.observe(status, headers, now, date)
@@ -247,8 +246,12 @@ class Scheduler:
         update = task if tracked.last is None or tracked.last.raw_status != task.raw_status else None
         tracked.last, tracked.failures, tracked.error, tracked.answered_at = task, 0, None, now
         tracked.polls += 1
-        if tracked.born is None:  # the server's clock for both ends, or else when this call first saw it
-            tracked.born = self._start if (age := age_of(task, date)) is None else now - age
+        # The server's clock for both ends, else when this call first saw it. A Date is whole seconds, so
+        # each answer says the task is at least this old: the oldest it is said to be is the nearest.
+        if (age := age_of(task, date)) is not None:
+            tracked.born = now - age if tracked.born is None else min(tracked.born, now - age)
+        elif tracked.born is None:
+            tracked.born = self._start
         if (took := duration_of(task)) is not None:  # a task seen once, already finished, teaches too
             self._learned.append((task.service, task.id, took))
             if self.call.single:
