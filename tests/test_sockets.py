@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import gzip
+import json
 import subprocess
 import sys
 import threading
@@ -241,6 +243,17 @@ def test_a_host_name_no_resolver_can_encode_is_a_connection_error(front: Front, 
     with pytest.raises(mountsea.APIConnectionError):  # an empty label: IDNA refuses it
         front.run(lambda c: c.producer.tasks.get("t"), api_key="k", base_url="http://a..b", max_retries=0)
     mountsea_server.inject(Fault.redirect("http://xn--a.test/x"), times=10)  # punycode that decodes to nothing valid
+    with pytest.raises(mountsea.APIConnectionError):
+        _run(front, mountsea_server, lambda c: c.producer.tasks.get("t"), max_retries=0)
+
+
+def test_a_body_compressed_though_not_asked_for_is_decoded(front: Front, mountsea_server: FakeMountsea) -> None:
+    body = json.dumps({"taskId": "t", "status": "completed", "result": {"url": "a.mp3"}}).encode()
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    mountsea_server.inject(Fault.status(200, body=gzip.compress(body), headers=headers))
+    task = _run(front, mountsea_server, lambda c: c.producer.tasks.get("t"))
+    assert (task.status, task.result) == (mountsea.TaskStatus.COMPLETED, {"url": "a.mp3"})
+    mountsea_server.inject(Fault.status(200, body=body, headers=headers))  # says gzip, is not: a broken answer
     with pytest.raises(mountsea.APIConnectionError):
         _run(front, mountsea_server, lambda c: c.producer.tasks.get("t"), max_retries=0)
 

@@ -48,7 +48,10 @@ class HttpcoreSender:
                 got = httpx.Headers(response.headers)
                 location = got.get("location")
                 if response.status not in _REDIRECTS or location is None:
-                    return Answer(response.status, got, response.content, time.monotonic() - started)
+                    body = response.content
+                    if got.get("content-encoding", "identity").lower() != "identity":  # compressed though not asked
+                        body = httpx.Response(response.status, headers=got, content=body).content  # httpx's decoders
+                    return Answer(response.status, got, body, time.monotonic() - started)
                 source = httpx.URL(url)
                 target = source.join(location)  # as httpx reads it (IDNA...)
                 if target.scheme not in {"http", "https"} or not 0 < (target.port or 80) < 65536:
@@ -59,6 +62,7 @@ class HttpcoreSender:
         except (httpx.InvalidURL, UnicodeError) as exc:  # UnicodeError: a host IDNA cannot encode
             return request_error(request, f"invalid URL in the Location header: {exc}")
         except (
+            httpx.DecodingError,  # a body that its Content-Encoding does not decode, as httpx says it
             httpcore.TimeoutException,
             httpcore.NetworkError,
             httpcore.ProtocolError,
