@@ -17,7 +17,7 @@ import mountsea
 from mountsea._learning import MIN_SAMPLES, SAMPLES, Durations, age_of, duration_of
 from mountsea._pacing import Pacer
 from mountsea._retry import PollPolicy
-from mountsea._scheduler import Call, ClientState, Scheduler
+from mountsea._scheduler import RANKED, Call, ClientState, Scheduler
 from tests.helpers import make_task
 
 SERVER_CLOCK = 1_900_000_000  # the server's Unix time at virtual time 0 (a whole second: Date is exact then)
@@ -445,3 +445,27 @@ def test_when_the_rate_binds_the_due_tasks_most_likely_done_go_first() -> None:
     }
     assert max(likely, key=likely.__getitem__) == t1
     assert likely[t0] > likely[t2]
+
+
+def test_when_the_rate_binds_a_plan_ranks_the_longest_due_alone_however_many_are_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ranking every due task for each token costs as much as the batch is big: a plan ranks `RANKED` at most."""
+    refs = [mountsea.TaskRef("producer", f"t{i}") for i in range(3 * RANKED)]
+    world = World(dict.fromkeys(refs, (0.0, 1e6)))  # none finishes
+    state = _state(UNIFORM, max_rate=1000)
+    scheduler = Scheduler(refs, call=_call(PollPolicy.fixed(1.0), single=False), state=state, now=0.0)
+    scheduler.max_concurrency = len(refs)
+    now = 0.0
+    while len(world.sent) < len(refs):  # the first looks, a token (1 ms) each
+        plan = scheduler.plan(now)
+        for tracked, _ in plan.send:
+            task, headers = world.answer(tracked.ref, now)
+            scheduler.record(tracked, task, now, headers)
+        now += plan.wait or 0.0
+    ranked: list[float] = []
+    rank = Durations.done_probability
+    monkeypatch.setattr(Durations, "done_probability", lambda self, *ages: ranked.append(ages[1]) or rank(self, *ages))
+    plan = scheduler.plan(now + 5)  # all of them due again, a token to spend
+    assert 0 < len(plan.send) < len(refs)
+    assert len(ranked) == RANKED

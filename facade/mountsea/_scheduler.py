@@ -47,6 +47,9 @@ _FATAL: Final = (AuthenticationError, PermissionDeniedError)
 FINAL_POLL_RESERVE: Final = 1.0
 MIN_FINAL_BUDGET: Final = 0.05
 LONGEST_WAIT: Final = 1e9  # seconds (~31 years): the clock plus this still fits the OS's time types
+RANKED: Final = (
+    256  # with the rate bound, the due tasks ranked at once: the longest due (a plan costs no more at 10,000)
+)
 
 LogLine = tuple[int, str, tuple[Any, ...], dict[str, Any]]  # level, message, arguments, extra
 
@@ -179,7 +182,7 @@ class Scheduler:
         ranked = pacer.rate(now) is not None  # a ceiling binds: the due most likely done go first
         due: list[tuple[Tracked, float | None, float]] = []  # with their budgets and when they fell due
         held: list[Tracked] = []
-        while self._heap and self._heap[0][0] <= now and (ranked or len(due) < room):
+        while self._heap and self._heap[0][0] <= now and len(due) < (RANKED if ranked else room):
             when, _, tracked = heapq.heappop(self._heap)
             if self._paused.get(tracked.ref.service, 0.0) > now:
                 held.append(tracked)
