@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mountsea._pacing import CALM, DECREASE, FLOOR, INCREASE, Pacer, advertised
-from mountsea._retry import http_date
+from mountsea._retry import MAX_RETRY_AFTER, http_date
 
 NOW = 1_800_000_000.0  # a Unix time, for the answers' Date
 HEADER_NAMES = [
@@ -63,7 +63,7 @@ def _accepted_at(pacer: Pacer, rate: float, start: float, count: int) -> float:
         (
             {"RateLimit-Policy": '"burst";q=100;w=60, "daily";q=1000;w=86400', "RateLimit": '"burst";r=0;t=12'},
             None,
-            (1000 / 86400, [(0.0, 12.0)]),
+            (100 / 60, [(0.0, 12.0)]),  # the shortest window's rate: the day's average would be one a minute
         ),
         ({"RateLimit-Policy": '"default";q=10;w=1;pk=:cHJvZA==:'}, None, (10.0, [])),  # other parameters
         ({"RateLimit-Policy": "10;w=1"}, None, (10.0, [])),  # a bare quota
@@ -134,6 +134,28 @@ def test_no_header_value_raises(headers: dict[str, str], date: float | None) -> 
     pacer = Pacer()  # nor does an answer carrying them
     pacer.observe(200, {name.lower(): value for name, value in headers.items()}, 0.0, date)
     assert pacer.take(0.0) >= 0.0
+
+
+@pytest.mark.parametrize("policy", ['"default";q=0;w=60', "0;w=1", '"default";q=5;w=0'])
+def test_a_policy_of_no_requests_or_no_window_is_ignored(policy: str) -> None:
+    pacer = Pacer()
+    pacer.observe(200, httpx.Headers({"RateLimit-Policy": policy}), 0.0, NOW)
+    assert pacer.rate(0.0) is None
+    assert pacer.take(0.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": f"{NOW * 1000:.0f}"},  # a Unix time in milliseconds
+        {"RateLimit": "r=0;t=100000000"},
+        {"RateLimit-Remaining": "0", "RateLimit-Reset": "999999999"},
+    ],
+)
+def test_no_reset_parks_a_client_longer_than_a_retry_after_may(headers: dict[str, str]) -> None:
+    pacer = Pacer()
+    pacer.observe(200, httpx.Headers(headers), 0.0, NOW)
+    assert 0 < pacer.take(0.0) <= MAX_RETRY_AFTER
 
 
 def test_an_epoch_reset_is_measured_against_the_answers_date_not_the_local_clock() -> None:
@@ -254,12 +276,31 @@ def test_a_429_cuts_the_rate_to_a_share_of_the_accepted_rate_and_answers_raise_i
     assert pacer.learned == pytest.approx(17.0 + 100 * INCREASE)  # +1.5 req/s after 100 answers
 
 
-def test_a_burst_accepted_is_measured_over_a_second() -> None:
-    # Ten answers in 10 ms are not a rate of 900/s: the server accepted ten in the last second.
+def test_a_429_in_a_clients_first_second_of_answers_is_left_to_the_backoff() -> None:
+    # A batch's first answers measure no rate yet: cut from them, a client the server lets ask hundreds a second
+    # would crawl at a few for minutes after one stray 429.
     pacer = Pacer()
     last = _accepted_at(pacer, 1000.0, 0.0, 10)
     pacer.observe(429, {}, last + 0.001, None)
-    assert pacer.learned == pytest.approx(DECREASE * 9)
+    assert pacer.learned is None
+
+
+def test_a_burst_accepted_is_measured_over_a_second() -> None:
+    # Busy for a second (an answer every 0.2 s), then ten answers in 10 ms: not a rate of 900/s.
+    pacer = Pacer()
+    last = _accepted_at(pacer, 5.0, 0.0, 6)
+    last = _accepted_at(pacer, 1000.0, last + 0.2, 10)
+    pacer.observe(429, {}, last + 0.001, None)
+    assert pacer.learned == pytest.approx(DECREASE * 15 / last)  # 16 answers over the 1.209 s they took
+
+
+def test_the_rate_cut_from_is_that_of_the_last_seconds_not_of_a_quiet_past() -> None:
+    # A client that polled every 5 s for minutes, then runs a batch at 20/s: cut from 20, not from its average.
+    pacer = Pacer()
+    start = _accepted_at(pacer, 0.2, 0.0, 64) + 5
+    last = _accepted_at(pacer, 20.0, start, 40)
+    pacer.observe(429, {}, last + 0.05, None)
+    assert pacer.learned == pytest.approx(DECREASE * 20.0)
 
 
 def test_one_cut_per_calm_second() -> None:

@@ -15,11 +15,13 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Final
 
+from ._retry import MAX_RETRY_AFTER
+
 DECREASE: Final = 0.85  # a 429 cuts the rate to this share of the rate the server accepted
 INCREASE: Final = 0.015  # requests/s gained per accepted request: from 17 back to 20 req/s in 10 s
 FLOOR: Final = 1.0  # requests/s: however many 429s come, the client keeps asking
-CALM: Final = 1.0  # seconds after a cut in which 429s (to requests sent at the old rate) cut no further
-RECENT: Final = 64  # answers the rates are measured over
+CALM: Final = 1.0  # seconds after a cut in which 429s (to requests sent at the old rate) cut no further; also the
+# span the rates are measured over, and the answers a client must have had for a second at least to be cut at all
 EPOCH: Final = 1e9  # a reset above this many seconds is a Unix time (X-RateLimit-Reset on some APIs)
 
 
@@ -53,12 +55,14 @@ def advertises(headers: Mapping[str, str]) -> bool:
 def advertised(headers: Mapping[str, str], date: float | None) -> tuple[float | None, list[tuple[float, float]]]:
     """What an answer's headers say of the limit: a rate (quota / window, per s) and the (remaining, seconds to reset)
     windows. ``date`` (the answer's, Unix time) turns a reset given as a Unix time into seconds. Values that do not
-    parse are ignored."""
+    parse are ignored; of several policies, the shortest window's rate (a daily quota's average would pace a client
+    to one request a minute, while what is left of it, if it says, is a window); resets are capped as Retry-After is,
+    so that no header (a Unix time in milliseconds, say) parks a client for hours."""
     rates = []
     for item in _items(headers.get("ratelimit-policy", "")):
         quota, window = item.get("q", item.get("")), item.get("w")
-        if quota is not None and window:
-            rates.append(quota / window)
+        if quota and window:  # a quota of none is no limit one could pace to
+            rates.append((window, quota / window))
     items = _items(headers.get("ratelimit", ""))
     if not any("r" in item or "t" in item for item in items):  # the older draft: limit=, remaining=, reset=
         items.append({k: v for item in items for k, v in item.items()})
@@ -68,11 +72,15 @@ def advertised(headers: Mapping[str, str], date: float | None) -> tuple[float | 
         if reset is not None and reset > EPOCH:
             reset = None if date is None else max(0.0, reset - date)
         windows.append((remaining, reset))
-    return (min(rates, default=None), [(r, t) for r, t in windows if r is not None and t is not None])
+    windows = [(r, min(t, MAX_RETRY_AFTER)) for r, t in windows if r is not None and t is not None]
+    return (min(rates)[1] if rates else None, windows)
 
 
-def _rate(times: deque[float]) -> float:
-    """Events per second over ``times``, the moments of the last few, over a second at least: a burst is no rate."""
+def _rate(times: deque[float], now: float) -> float:
+    """Events per second over ``times``, those of the last two seconds (the older dropped), over one second at least:
+    a burst is no rate."""
+    while times and times[0] < now - 2 * CALM:
+        times.popleft()
     return (len(times) - 1) / max(times[-1] - times[0], CALM) if times else 0.0
 
 
@@ -85,8 +93,9 @@ class Pacer:
         self._policy: float | None = None  # the server's advertised quota per second
         self._window: tuple[float, float, float] | None = None  # (rate, until, pace after): the server's window
         self._tokens, self._filled = 1.0, -math.inf  # the bucket holds at most one request: no burst
-        self._answered: deque[float] = deque(maxlen=RECENT)  # when the last answers came
-        self._accepted: deque[float] = deque(maxlen=RECENT)  # ... and the last not 429
+        self._answered: deque[float] = deque()  # when the answers of the last two seconds came
+        self._accepted: deque[float] = deque()  # ... and those not 429
+        self._busy_since = math.inf  # since when answers have come less than a second apart
         self._cut = -math.inf
         self._lock = threading.Lock()
 
@@ -115,14 +124,21 @@ class Pacer:
         """An answer of ``status_code`` came at ``now``; ``date`` is its ``Date`` (Unix time), if it has one."""
         if self.rate(now) is None:  # requests went unpaced: should a ceiling come now, the next waits a token
             self._tokens, self._filled = 0.0, now
-        self._answered.append(now)
-        if status_code != 429:
-            self._accepted.append(now)
-            if self.learned is not None:
-                self.learned += INCREASE
-        elif now - self._cut >= CALM and _rate(self._answered) > FLOOR:  # slower clients are left to the backoff
-            self.learned = max(FLOOR, DECREASE * min(_rate(self._accepted), self.learned or math.inf))
-            self._cut = now
+        with self._lock:
+            if not self._answered or now - self._answered[-1] > CALM:
+                self._busy_since = now
+            self._answered.append(now)
+            _rate(self._answered, now)  # only to drop the old
+            if status_code != 429:
+                self._accepted.append(now)
+                if self.learned is not None:
+                    self.learned += INCREASE
+            # The cut is from what the server accepted in the last second: a client asking more slowly than once a
+            # second, or for less than a second yet (a 429 among a batch's first answers), is left to the backoff.
+            elif now - self._cut >= CALM and now - self._busy_since >= CALM:
+                accepted = _rate(self._accepted, now)
+                self.learned = max(FLOOR, DECREASE * min(accepted, self.learned or math.inf))
+                self._cut = now
         if not advertises(headers):
             return
         policy, windows = advertised(headers, date)
