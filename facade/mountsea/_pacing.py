@@ -72,8 +72,8 @@ def advertised(headers: Mapping[str, str], date: float | None) -> tuple[float | 
         if reset is not None and reset > EPOCH:
             reset = None if date is None else max(0.0, reset - date)
         windows.append((remaining, reset))
-    windows = [(r, min(t, MAX_RETRY_AFTER)) for r, t in windows if r is not None and t is not None]
-    return (min(rates)[1] if rates else None, windows)
+    known = [(r, min(t, MAX_RETRY_AFTER)) for r, t in windows if r is not None and t is not None]
+    return (min(rates)[1] if rates else None, known)
 
 
 def _rate(times: deque[float], now: float) -> float:
