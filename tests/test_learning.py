@@ -133,9 +133,16 @@ def test_ready_at_twenty_durations_and_no_delay_before() -> None:
     assert durations.next_delay(0.0, 2.5) is not None
 
 
-def test_no_delay_for_a_task_older_than_any_seen() -> None:
+@pytest.mark.parametrize("latency", [1.5, 2.5])
+def test_a_task_older_than_any_seen_is_polled_every_twice_the_latency(latency: float) -> None:
     durations = _durations(UNIFORM)
-    assert durations.next_delay(30.0, 2.5) is None  # the caller's fixed curve takes over
+    assert durations.next_delay(30.0, latency) == 2 * latency  # a mean latency of `latency`, wherever it ends
+
+
+def test_one_long_duration_learned_does_not_space_the_polls_of_the_tasks_past_the_rest() -> None:
+    # 49 durations of 30-120 s and one of an hour: a task of 300 s is still polled every 5 s, not in 40 minutes.
+    durations = _durations([30 + 90 * i / 48 for i in range(49)] + [3600.0])
+    assert all(durations.next_delay(age, 2.5) <= 5.0 for age in range(121, 3600, 7))  # type: ignore[operator]
 
 
 @pytest.mark.parametrize("latency", [0.5, 1.0, 2.5])

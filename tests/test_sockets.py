@@ -126,6 +126,16 @@ def test_retry_after_is_honoured(
     assert second.time - first.time >= expected
 
 
+def test_a_retry_after_of_zero_does_not_make_the_retries_a_busy_loop(
+    front: Front, mountsea_server: FakeMountsea
+) -> None:
+    mountsea_server.add_task("producer", "t", ["processing"])
+    mountsea_server.inject(Fault.status(503, retry_after=0), times=1000)
+    with pytest.raises(mountsea.WaitTimeoutError):
+        _run(front, mountsea_server, lambda c: c.producer.tasks.wait("t", timeout=1.2), max_retries=100)
+    assert mountsea_server.request_count() <= 3  # at 0, then backing off 0.5 s, then 1 s: not one per round trip
+
+
 def test_read_timeout_becomes_api_timeout_error(front: Front, mountsea_server: FakeMountsea) -> None:
     mountsea_server.add_task("producer", "t", ["completed"])
     mountsea_server.inject(Fault.delay(1.0))

@@ -24,6 +24,7 @@ BANDWIDTH: Final = 0.9  # times the spread of the log-durations, over n ** 0.2: 
 NORMAL_FIT: Final = 0.886  # Lilliefors' 5 % critical value, times sqrt(n), of the distance to a fitted normal
 KNOTS: Final = 128  # points of the estimate
 STEP: Final = 0.015  # the ages a schedule is computed on: 1.5 % apart, 0.1 s at least
+TAIL: Final = 3  # durations learned that are too few to say when a task older than all the others may end
 MIN_DELAY: Final = 0.5  # seconds: no task is polled more than twice a second, however likely it is done
 
 
@@ -110,14 +111,21 @@ class Durations:
         return 0.5 if alive <= 0 else min(1.0, (self._cdf(age) - self._cdf(since)) / alive)
 
     def next_delay(self, age: float, latency: float) -> float | None:
-        """Seconds from ``age`` to the next poll for a mean detection latency of ``latency``, or None
-        (too little data, or a task older than any seen) for the caller's fixed curve."""
-        if not self.ready or self._cdf(age) >= 1.0:
+        """Seconds from ``age`` to the next poll for a mean detection latency of ``latency``, or None (too little
+        data) for the caller's fixed curve.
+
+        A task older than all but the `TAIL` longest durations seen is polled at least every ``2 * latency``: too
+        few durations say when it may end (one long one would space its polls as far as it is from the rest), and
+        polls that far apart see a task late by ``latency`` on average, wherever it ends."""
+        if not self.ready:
             return None
+        steady = 2 * latency
+        if self._cdf(age) >= 1.0:
+            return steady
         ages, then = self._plans.get(latency) or self._plan(latency)
         i = min(bisect.bisect_right(ages, age), len(ages) - 1)  # the next poll after age, between the grid's
-        step = (age - ages[i - 1]) / (ages[i] - ages[i - 1])
-        return max(MIN_DELAY, then[i - 1] + (then[i] - then[i - 1]) * step - age)
+        planned = then[i - 1] + (then[i] - then[i - 1]) * (age - ages[i - 1]) / (ages[i] - ages[i - 1]) - age
+        return max(MIN_DELAY, min(planned, steady) if age >= self._sorted[-TAIL] else planned)
 
     def _plan(self, latency: float) -> tuple[array[float], array[float]]:
         """The ages of a grid, and for each the age of the next poll, for a mean latency of ``latency``."""

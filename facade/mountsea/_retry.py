@@ -63,10 +63,11 @@ def http_date(value: str) -> float | None:
 def retry_delay(failures: int, retry_after: float | None, rng: random.Random) -> float:
     """Seconds to wait before retry number ``failures`` (1 for the first retry).
 
-    A server's Retry-After wins, clamped to `MAX_RETRY_AFTER`. Otherwise the backoff doubles up to
-    `MAX_RETRY_DELAY`, less up to 25 % jitter, so that clients that failed together do not retry together.
+    A server's Retry-After wins, clamped to `MAX_RETRY_AFTER`. Otherwise, or if it says 0 (a server saying so to
+    every retry would get them as fast as it answers), the backoff doubles up to `MAX_RETRY_DELAY`, less up to 25 %
+    jitter, so that clients that failed together do not retry together.
     """
-    if retry_after is not None:
+    if retry_after:
         return min(retry_after, MAX_RETRY_AFTER)
     exponent = min(max(failures - 1, 0), 32)  # past 2**32 the cap has long applied
     return min(MAX_RETRY_DELAY, INITIAL_RETRY_DELAY * 2.0**exponent) * (1 - 0.25 * rng.random())
