@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pytest
 
 import mountsea
-from mountsea._learning import MIN_SAMPLES, SAMPLES, Durations, age_of, duration_of
+from mountsea._learning import HORIZON, MIN_DELAY, MIN_SAMPLES, PLANS, SAMPLES, Durations, age_of, duration_of
 from mountsea._pacing import Pacer
 from mountsea._retry import PollPolicy
 from mountsea._scheduler import RANKED, Call, ClientState, Scheduler
@@ -113,14 +113,29 @@ def _gaps(times: list[float]) -> list[float]:
 # -- Durations ------------------------------------------------------------------------------------
 
 
-def test_the_reservoir_stays_bounded_and_uniform_however_many_are_added() -> None:
-    durations = _durations(range(10_000))  # in order of arrival: a biased sample would show it
+def test_the_reservoir_stays_bounded_and_uniform_over_the_last_thousand() -> None:
+    durations = _durations(range(HORIZON))  # in order of arrival: a biased sample would show it
     kept = list(durations._sorted)  # the sample itself: nothing else says how much is kept
     assert len(kept) == SAMPLES == 200
-    assert 4_300 < statistics.fmean(kept) < 5_700
-    assert min(kept) < 1_000
-    assert max(kept) > 9_000
+    assert 430 < statistics.fmean(kept) < 570
+    assert min(kept) < 100
+    assert max(kept) > 900
     assert kept == sorted(kept)
+
+
+def test_the_reservoir_follows_a_service_that_changes_however_long_it_ran_before() -> None:
+    durations = _durations([60.0] * 100_000 + [10.0] * 2_000)  # a minute for 100,000 tasks, then 10 s
+    kept = list(durations._sorted)
+    assert len(kept) == SAMPLES
+    assert kept.count(10.0) > 0.8 * SAMPLES  # of a uniform sample of all 102,000, 2 % would be
+
+
+def test_schedules_are_kept_for_the_last_few_latencies_asked() -> None:
+    durations = _durations(UNIFORM)
+    for latency in range(1, 100):
+        durations.next_delay(12.0, float(latency))
+    assert len(durations._plans) == PLANS
+    assert durations.next_delay(12.0, 99.0) == durations.next_delay(12.0, 99.0)
 
 
 def test_ready_at_twenty_durations_and_no_delay_before() -> None:
@@ -476,3 +491,9 @@ def test_when_the_rate_binds_a_plan_ranks_the_longest_due_alone_however_many_are
     plan = scheduler.plan(now + 5)  # all of them due again, a token to spend
     assert 0 < len(plan.send) < len(refs)
     assert len(ranked) == RANKED
+
+
+def test_no_task_is_polled_more_than_twice_a_second_whatever_the_jitter() -> None:
+    world = World({REF: (0.0, 30.0)})
+    _wait(world, _state([1.0 + 0.01 * i for i in range(40)]), PollPolicy(latency=0.1, jitter=0.9))
+    assert min(_gaps(world.times())) >= MIN_DELAY

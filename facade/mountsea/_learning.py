@@ -19,6 +19,9 @@ from typing import Final
 from ._task import Task
 
 SAMPLES: Final = 200  # durations kept per service (a reservoir): 1.6 KB, enough for the quantiles that matter
+HORIZON: Final = 1000  # a new duration replaces one with odds SAMPLES / HORIZON at least: the sample is of about the
+# last thousand, so a service that gets faster or slower is relearned within a thousand tasks, not never
+PLANS: Final = 8  # schedules kept per service, one per latency asked
 MIN_SAMPLES: Final = 20  # fewer than this: poll on the fixed curve, skip no poll on a prior alone
 BANDWIDTH: Final = 0.9  # times the spread of the log-durations, over n ** 0.2: Silverman's rule of thumb
 NORMAL_FIT: Final = 0.886  # Lilliefors' 5 % critical value, times sqrt(n), of the distance to a fitted normal
@@ -54,7 +57,7 @@ class Durations:
         self._plans: dict[float, tuple[array[float], array[float]]] = {}  # latency -> the ages, the next polls
 
     def add(self, seconds: float, rng: random.Random, task_id: str = "") -> None:
-        """Learn one duration; past `SAMPLES`, each replaces a random one with the reservoir's odds.
+        """Learn one duration; past `SAMPLES`, each replaces a random one with the reservoir's odds (`HORIZON`).
 
         A task read again (a status page asking for it on every visit) teaches once: the hashes of the last
         `SAMPLES` ids learned are kept (1.6 KB), and a task among them is skipped.
@@ -65,7 +68,7 @@ class Durations:
             self._ids[self._seen % SAMPLES] = key
         self._seen += 1
         if len(self._sorted) >= SAMPLES:
-            if (slot := rng.randrange(self._seen)) >= SAMPLES:
+            if (slot := rng.randrange(min(self._seen, HORIZON))) >= SAMPLES:
                 return
             del self._sorted[slot]  # a uniform pick: slots carry no order of arrival
         bisect.insort(self._sorted, seconds)
@@ -140,6 +143,8 @@ class Durations:
         for _ in range(6):
             then, late = _optimise(ages, cdf, partial, price)
             price *= (late / latency) ** 2
+        if len(self._plans) >= PLANS:  # a caller asking for ever new latencies keeps the last few
+            self._plans.pop(next(iter(self._plans)))
         self._plans[latency] = array("d", ages), array("d", (ages[k] for k in then))
         return self._plans[latency]
 

@@ -34,7 +34,7 @@ from ._errors import (
     TaskFailedError,
     WaitTimeoutError,
 )
-from ._learning import Durations, age_of, duration_of
+from ._learning import MIN_DELAY, Durations, age_of, duration_of
 from ._pacing import Pacer, advertises
 from ._retry import PollPolicy, http_date, is_retryable, retry_delay
 from ._task import Task, TaskRef, TaskStatus
@@ -278,7 +278,7 @@ class Scheduler:
         if policy.latency is not None and tracked.born is not None:
             durations = self.state.durations[tracked.ref.service]
             if (delay := durations.next_delay(now - tracked.born, policy.latency)) is not None:
-                return delay * (1 + policy.jitter * (rng.random() - 0.5))
+                return max(MIN_DELAY, delay * (1 + policy.jitter * (rng.random() - 0.5)))
         return policy.delay(tracked.polls, rng)
 
     def _on_error(self, tracked: Tracked, error: APIError, now: float) -> None:
