@@ -392,3 +392,21 @@ async def test_without_the_extra_construction_says_what_to_install(monkeypatch: 
 def test_importing_mountsea_does_not_import_aiohttp() -> None:
     code = "import sys, mountsea, mountsea._aiohttp; assert 'aiohttp' not in sys.modules, 'aiohttp imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_client_kept_past_asyncio_run_gets_a_session_in_the_next_loop(server: FakeMountsea) -> None:
+    """A module-level client (pytest-asyncio gives each test its own loop): its session goes with the first loop."""
+    server.add_task("producer", "t", ["completed"])
+    driver = DefaultAioHttpClient()
+    client = mountsea.AsyncMountsea(server.api_key, base_url=server.url, http_client=driver)
+
+    async def read() -> mountsea.TaskStatus:
+        return (await client.producer.tasks.get("t")).status
+
+    assert asyncio.run(read()) is mountsea.TaskStatus.COMPLETED
+    first = driver._session
+    assert first is not None
+    assert first.closed  # closed as its loop ended, not left to the GC ("Unclosed client session")
+    assert asyncio.run(read()) is mountsea.TaskStatus.COMPLETED  # was a raw RuntimeError: Event loop is closed
+    asyncio.run(client.aclose())
+    assert driver._session is None

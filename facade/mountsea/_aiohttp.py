@@ -5,12 +5,13 @@ aiohttp is imported when the driver is built, never by ``import mountsea``.
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, cast
 
 from ._errors import APIConnectionError, APIError, APITimeoutError
-from ._response import Answer, Request, request_error
+from ._response import Answer, Request, closed_with_the_loop, request_error
 
 if TYPE_CHECKING:
     import aiohttp
@@ -31,6 +32,8 @@ class DefaultAioHttpClient:
             raise RuntimeError(msg) from exc
         self._limit, self._max_redirects, self._headers = limit, 0, cast(Mapping[str, str], {})
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
 
     def _bind(self, headers: Mapping[str, str], max_redirects: int) -> None:
         """Take the client's headers and redirect limit (no I/O: the session is made on first use)."""
@@ -40,14 +43,21 @@ class DefaultAioHttpClient:
         """GET ``request.url``: the answer, or the `APIError` for a transport failure."""
         import aiohttp
 
-        if self._session is None:  # created here, inside the running loop that will use it
-            self._session = aiohttp.ClientSession(
-                headers=dict(self._headers),
-                connector=aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=5.0),
-                trust_env=False,
+        # A session belongs to the running loop: one kept past asyncio.run is closed as that loop ends, and the
+        # next loop gets its own.
+        if self._session is None or self._loop is not asyncio.get_running_loop():
+            self._loop, self._session = (
+                asyncio.get_running_loop(),
+                aiohttp.ClientSession(
+                    headers=dict(self._headers),
+                    connector=aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=5.0),
+                    trust_env=False,
+                ),
             )
             # aiohttp would resend a GET once, unseen, on a broken connection: our own retries (counted) do it.
             self._session._retry_connection = False
+            self._closer = closed_with_the_loop(self._session.close)
+            await anext(self._closer)
         t = request.timeout
         timeout = aiohttp.ClientTimeout(
             total=request.budget,
@@ -71,9 +81,9 @@ class DefaultAioHttpClient:
 
     async def aclose(self) -> None:
         """Close every connection; the next `send` opens a new session."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        closer, self._session, self._closer = self._closer, None, None
+        if closer is not None:
+            await closer.aclose()
 
 
 def _translate(request: Request, exc: Exception) -> APIError:

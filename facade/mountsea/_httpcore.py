@@ -20,7 +20,7 @@ import httpcore
 import httpx
 
 from ._errors import APIError
-from ._response import Answer, Request, origin, request_error, transport_error
+from ._response import Answer, Request, closed_with_the_loop, origin, request_error, transport_error
 
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
@@ -76,10 +76,10 @@ class HttpcoreSender:
 
         Connections belong to the loop that opened them: a client kept past one ``asyncio.run`` opens new ones in
         the next. The loop closes the async generators it ran before it closes (``shutdown_asyncgens``), so one
-        suspended in ``_closed_at_the_end`` closes the pool there, no socket left for the GC to warn about.
+        suspended in `closed_with_the_loop` closes the pool there, no socket left for the GC to warn about.
         """
         pool = _Pool(self._ssl, self._limits)
-        self._loop, self._closer = asyncio.get_running_loop(), _closed_at_the_end(pool)
+        self._loop, self._closer = asyncio.get_running_loop(), closed_with_the_loop(pool.aclose)
         await anext(self._closer)  # runs to its yield at once: no other request comes in between
         return pool
 
@@ -88,13 +88,6 @@ class HttpcoreSender:
         closer, self._pool, self._closer = self._closer, None, None
         if closer is not None:
             await closer.aclose()
-
-
-async def _closed_at_the_end(pool: _Pool) -> AsyncGenerator[None, None]:
-    try:
-        yield
-    finally:
-        await pool.aclose()
 
 
 class _Pool:

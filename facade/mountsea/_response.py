@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -161,6 +161,15 @@ def transport_error(exc: Exception, request: Request) -> APIError:
     error = request_error(request, detail, kind=kind, connecting=connecting)
     error.__cause__ = exc
     return error
+
+
+async def closed_with_the_loop(close: Callable[[], Awaitable[object]]) -> AsyncGenerator[None, None]:
+    """Started (``await anext(...)``) in the loop a sender's connections belong to, it calls ``close`` when that loop
+    shuts down (``shutdown_asyncgens``, at ``asyncio.run``'s end), or when closed itself: no socket left to the GC."""
+    try:
+        yield
+    finally:
+        await close()
 
 
 class AsyncHttpxSender:
