@@ -379,6 +379,22 @@ def test_a_batch_learns_its_durations_when_it_ends() -> None:
     assert state.durations["producer"].next_delay(0.0, 2.5) is not None
 
 
+def test_a_batch_of_any_size_keeps_a_bounded_sample_of_what_it_read_to_learn() -> None:
+    refs = [mountsea.TaskRef("producer", f"t{i}") for i in range(10 * SAMPLES)]
+    world = World({ref: (-float(i), float(i)) for i, ref in enumerate(refs)})  # all done, each took i seconds
+    state = _state()
+    scheduler = Scheduler(refs, call=_call(single=False), state=state, now=0.0, max_concurrency=len(refs))
+    for tracked, _ in scheduler.plan(0.0).send:
+        task, headers = world.answer(tracked.ref, 0.0)
+        scheduler.record(tracked, task, 0.0, headers)
+    assert len(scheduler._learned) == SAMPLES  # of the 2,000 read, while the batch runs
+    while not scheduler.plan(0.0).done:
+        pass
+    learned = list(state.durations["producer"]._sorted)
+    assert len(learned) == SAMPLES
+    assert 700 < statistics.fmean(learned) < 1300  # uniform over the batch's durations, 0-1,999 s
+
+
 def test_a_task_read_again_and_again_teaches_its_duration_once() -> None:
     state, finished = _state(), World({REF: (0.0, 10.0)})
     get = Call(until_done=False, single=True, deadline=None, policy=ADAPTIVE, max_retries=2)

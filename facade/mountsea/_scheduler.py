@@ -34,7 +34,7 @@ from ._errors import (
     TaskFailedError,
     WaitTimeoutError,
 )
-from ._learning import MIN_DELAY, Durations, age_of, duration_of
+from ._learning import MIN_DELAY, SAMPLES, Durations, age_of, duration_of
 from ._pacing import Pacer, advertises
 from ._retry import PollPolicy, http_date, is_retryable, retry_delay
 from ._task import Task, TaskRef, TaskStatus
@@ -139,8 +139,10 @@ class Scheduler:
         self._fatal: MountseaError | None = None  # raised once the finished are handed out
         self._untried = 0  # tasks not yet sent their one request of a zero deadline
         self._warned: set[str] = set()  # unknown statuses already warned about
-        # Durations a batch read, learned when it ends: meanwhile they would be the short ones only.
+        # Durations a batch read, learned when it ends (meanwhile they would be the short ones only): a uniform
+        # sample of them (a reservoir), so that a stream of any length holds no more.
         self._learned: list[tuple[str, str, float]] = []
+        self._durations_read = 0
         self._order: list[Tracked] | None = [] if keep_results else None  # one per input item
         by_ref: dict[TaskRef, Tracked] = {}
         for item in items:
@@ -256,7 +258,11 @@ class Scheduler:
         elif tracked.born is None:
             tracked.born = self._start
         if (took := duration_of(task)) is not None:  # a task seen once, already finished, teaches too
-            self._learned.append((task.service, task.id, took))
+            self._durations_read += 1
+            if len(self._learned) < SAMPLES:
+                self._learned.append((task.service, task.id, took))
+            elif (slot := self.state.rng.randrange(self._durations_read)) < SAMPLES:
+                self._learned[slot] = (task.service, task.id, took)
             if self.call.single:
                 self._learn()
         if task.status is TaskStatus.UNKNOWN and task.raw_status not in self._warned:
