@@ -7,6 +7,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -145,6 +146,16 @@ def test_time_based_steps(server: FakeMountsea, client: httpx.Client) -> None:
     seen += [check(), check()]
     assert seen[-2:] == ["completed", "completed"]  # 0.32 s after it was added, whatever the load
     assert seen == sorted(seen, key=script.index)  # never backwards
+
+
+def test_a_timed_script_says_it_finished_when_the_script_did_not_when_first_read(
+    server: FakeMountsea, client: httpx.Client
+) -> None:
+    server.add_task("producer", "t1", ["processing", "completed"], step_seconds=0.1)
+    time.sleep(0.3)  # read well after it finished: a client learning from it must still see 0.1 s
+    done = get(client).json()
+    took = datetime.fromisoformat(done["finishedAt"]) - datetime.fromisoformat(done["createdAt"])
+    assert took.total_seconds() == pytest.approx(0.1, abs=0.002)
 
 
 def test_completed_payload(server: FakeMountsea, client: httpx.Client) -> None:

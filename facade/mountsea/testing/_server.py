@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
@@ -139,7 +139,7 @@ class _Task:
     extra: dict[str, Any]
     step_seconds: float | None
     started: float = field(default_factory=time.monotonic)
-    created_at: str = field(default_factory=lambda: _iso(datetime.now(UTC)))
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: str | None = None
     hits: int = 0
 
@@ -360,7 +360,7 @@ def _payload(task: _Task, task_id: str, n: int) -> dict[str, Any]:
     else:
         step = int((time.monotonic() - task.started) / task.step_seconds)
     status = task.statuses[min(step, len(task.statuses) - 1)]
-    payload: dict[str, Any] = {"taskId": task_id, "status": status, "createdAt": task.created_at}
+    payload: dict[str, Any] = {"taskId": task_id, "status": status, "createdAt": _iso(task.created)}
     if status == "completed":
         payload["result"] = task.result
     if status in _UNSUCCESSFUL and task.error_message is not None:
@@ -368,7 +368,9 @@ def _payload(task: _Task, task_id: str, n: int) -> dict[str, Any]:
     if status in _UNSUCCESSFUL and task.error_code is not None:
         payload["errorCode"] = task.error_code
     if status in _TERMINAL:
-        task.finished_at = task.finished_at or _iso(datetime.now(UTC))
+        if task.finished_at is None:  # when the script says it finished, else when a GET first saw it so
+            took = None if task.step_seconds is None else task.statuses.index(status) * task.step_seconds
+            task.finished_at = _iso(datetime.now(UTC) if took is None else task.created + timedelta(seconds=took))
         payload["finishedAt"] = task.finished_at
     payload["traceId"] = f"trace-{n}"
     return {**payload, **task.extra}
