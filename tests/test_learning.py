@@ -201,9 +201,10 @@ def test_pauses_are_dense_where_completions_are_likely_and_sparse_between() -> N
 
 
 @pytest.mark.parametrize("latency", [0.5, 1.0, 2.5, 5.0])
-def test_the_mean_latency_over_the_durations_learnt_is_the_one_asked(latency: float) -> None:
-    seconds = [30 + 90 * i / 199 for i in range(200)]  # polled from age 0 on the schedule they give
-    ages = _ages(_durations(seconds), latency, 120.0)
+@pytest.mark.parametrize("low", [30.0, 600.0])  # tasks of minutes: a grid 1.5 % of the age apart would be too coarse
+def test_the_mean_latency_over_the_durations_learnt_is_the_one_asked(latency: float, low: float) -> None:
+    seconds = [low + 3 * low * i / 199 for i in range(200)]  # polled from age 0 on the schedule they give
+    ages = _ages(_durations(seconds), latency, 4 * low)
     late = statistics.fmean(ages[bisect.bisect_left(ages, took)] - took for took in seconds)
     assert late == pytest.approx(latency, rel=0.15)
 

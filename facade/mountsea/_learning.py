@@ -26,7 +26,7 @@ MIN_SAMPLES: Final = 20  # fewer than this: poll on the fixed curve, skip no pol
 BANDWIDTH: Final = 0.9  # times the spread of the log-durations, over n ** 0.2: Silverman's rule of thumb
 NORMAL_FIT: Final = 0.886  # Lilliefors' 5 % critical value, times sqrt(n), of the distance to a fitted normal
 KNOTS: Final = 128  # points of the estimate
-STEP: Final = 0.015  # the ages a schedule is computed on: 1.5 % apart, 0.1 s at least
+STEP: Final = 0.015  # the ages a schedule is computed on: 1.5 % apart, 0.1 s at least, half the latency at most
 TAIL: Final = 3  # durations learned that are too few to say when a task older than all the others may end
 MIN_DELAY: Final = 0.5  # seconds: no task is polled more than twice a second, however likely it is done
 
@@ -134,7 +134,7 @@ class Durations:
         """The ages of a grid, and for each the age of the next poll, for a mean latency of ``latency``."""
         ages = [0.0]
         while ages[-1] < (self._knots or self._estimate())[0][-1]:
-            ages.append(ages[-1] + max(0.1, STEP * ages[-1]))
+            ages.append(ages[-1] + max(0.1, min(STEP * ages[-1], latency / 2)))  # polls ~2 latency apart fit
         cdf = [self._cdf(age) for age in ages]
         partial = [0.0]  # E[T; T <= age]
         for i in range(1, len(ages)):
