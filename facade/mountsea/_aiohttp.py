@@ -5,7 +5,6 @@ aiohttp is imported when the driver is built, never by ``import mountsea``.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, cast
@@ -14,6 +13,8 @@ from ._errors import APIConnectionError, APIError, APITimeoutError
 from ._response import Answer, Request, closed_with_the_loop, request_error
 
 if TYPE_CHECKING:
+    import asyncio
+
     import aiohttp
 
 
@@ -41,6 +42,8 @@ class DefaultAioHttpClient:
 
     async def send(self, request: Request) -> Answer | APIError:
         """GET ``request.url``: the answer, or the `APIError` for a transport failure."""
+        import asyncio  # here, as aiohttp: `import mountsea` leaves asyncio unloaded for sync programs
+
         import aiohttp
 
         # A session belongs to the running loop: one kept past asyncio.run is closed as that loop ends, and the
