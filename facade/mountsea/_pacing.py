@@ -21,7 +21,7 @@ DECREASE: Final = 0.85  # a 429 cuts the rate to this share of the rate the serv
 INCREASE: Final = 0.015  # requests/s gained per accepted request: from 17 back to 20 req/s in 10 s
 FLOOR: Final = 1.0  # requests/s: however many 429s come, the client keeps asking
 CALM: Final = 1.0  # seconds after a cut in which 429s (to requests sent at the old rate) cut no further; also the
-# span the rates are measured over, and the answers a client must have had for a second at least to be cut at all
+# least span a rate is measured over
 EPOCH: Final = 1e9  # a reset above this many seconds is a Unix time (X-RateLimit-Reset on some APIs)
 
 
@@ -95,7 +95,6 @@ class Pacer:
         self._tokens, self._filled = 1.0, -math.inf  # the bucket holds at most one request: no burst
         self._answered: deque[float] = deque()  # when the answers of the last two seconds came
         self._accepted: deque[float] = deque()  # ... and those not 429
-        self._busy_since = math.inf  # since when answers have come less than a second apart
         self._cut = -math.inf
         self._lock = threading.Lock()
 
@@ -125,17 +124,15 @@ class Pacer:
         if self.rate(now) is None:  # requests went unpaced: should a ceiling come now, the next waits a token
             self._tokens, self._filled = 0.0, now
         with self._lock:
-            if not self._answered or now - self._answered[-1] > CALM:
-                self._busy_since = now
             self._answered.append(now)
             _rate(self._answered, now)  # only to drop the old
             if status_code != 429:
                 self._accepted.append(now)
                 if self.learned is not None:
                     self.learned += INCREASE
-            # The cut is from what the server accepted in the last second: a client asking more slowly than once a
-            # second, or for less than a second yet (a 429 among a batch's first answers), is left to the backoff.
-            elif now - self._cut >= CALM and now - self._busy_since >= CALM:
+            # The cut is from what the server accepted lately; a client asking more slowly than once a second is left
+            # to the backoff.
+            elif now - self._cut >= CALM and _rate(self._answered, now) > FLOOR:
                 accepted = _rate(self._accepted, now)
                 self.learned = max(FLOOR, DECREASE * min(accepted, self.learned or math.inf))
                 self._cut = now
