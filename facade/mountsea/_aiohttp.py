@@ -48,9 +48,10 @@ class DefaultAioHttpClient:
 
         # A session belongs to the running loop: one kept past asyncio.run is closed as that loop ends, and the
         # next loop gets its own.
-        if self._session is None or self._loop is not asyncio.get_running_loop():
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop:
             self._loop, self._session = (
-                asyncio.get_running_loop(),
+                loop,
                 aiohttp.ClientSession(
                     headers=dict(self._headers),
                     connector=aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=5.0),

@@ -125,15 +125,15 @@ class Pacer:
             self._tokens, self._filled = 0.0, now
         with self._lock:
             self._answered.append(now)
-            _rate(self._answered, now)  # only to drop the old
             if status_code != 429:
                 self._accepted.append(now)
+            answered, accepted = _rate(self._answered, now), _rate(self._accepted, now)  # the older moments dropped
+            if status_code != 429:
                 if self.learned is not None:
                     self.learned += INCREASE
             # The cut is from what the server accepted lately; a client asking more slowly than once a second is left
             # to the backoff.
-            elif now - self._cut >= CALM and _rate(self._answered, now) > FLOOR:
-                accepted = _rate(self._accepted, now)
+            elif now - self._cut >= CALM and answered > FLOOR:
                 self.learned = max(FLOOR, DECREASE * min(accepted, self.learned or math.inf))
                 self._cut = now
         if not advertises(headers):

@@ -47,9 +47,8 @@ _FATAL: Final = (AuthenticationError, PermissionDeniedError)
 FINAL_POLL_RESERVE: Final = 1.0
 MIN_FINAL_BUDGET: Final = 0.05
 LONGEST_WAIT: Final = 1e9  # seconds (~31 years): the clock plus this still fits the OS's time types
-RANKED: Final = (
-    256  # with the rate bound, the due tasks ranked at once: the longest due (a plan costs no more at 10,000)
-)
+# With the rate bound, the due tasks ranked at once, the longest due: a plan costs no more in a batch of 100,000.
+RANKED: Final = 256
 
 LogLine = tuple[int, str, tuple[Any, ...], dict[str, Any]]  # level, message, arguments, extra
 
